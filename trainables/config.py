@@ -1,0 +1,358 @@
+"""The one typed schema of a trial's configuration: every default lives here.
+
+Conventions (also in the README's vocabulary): `lr`, `hr`, `sr` are images, never
+learning rates (those are `lr_g`, `lr_d`). LR images are in [0, 1]; HR and SR images,
+as the generator sees and produces them, are in [-1, 1] (the paper's normalisation).
+`scale` is the upscaling factor (2 or 4); `patch_size` is the HR patch side.
+
+Loading is strict: unknown keys, wrong types and impossible values fail before
+anything starts, with a one-line message naming the field (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from trainables.errors import UserError
+
+DataSource = Literal["builtin", "folder", "stl10", "celeba", "imagenet64"]
+Upsampler = Literal["pixel_shuffle", "resize_conv"]
+LossFamily = Literal["bce", "lsgan", "wgan_gp"]
+
+
+class ConfigError(UserError):
+    """A configuration value is unknown, mistyped or impossible."""
+
+
+@dataclass
+class DataConfig:
+    """Where HR patches come from and how they are cut."""
+
+    source: DataSource = "builtin"
+    path: str | None = None  # folder / file for every source but `builtin`
+    limit: int | None = None  # use only the first N images (the paper used 9000)
+    patch_size: int = 64  # HR patch side in pixels; LR side is patch_size // scale
+    crop: Literal["random", "center"] = "random"  # training crops; validation is always centre
+    augment: bool = True  # random flips and 90-degree rotations of training patches
+    val_images: int = 16  # validation images held out (deterministic, by image, not patch)
+    val_patches_per_image: int = 1  # centre-area crops taken from each validation image
+    grid_images: int = 4  # validation patches shown in the per-epoch sample grid
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    download: bool = False  # stl10 only: fetch the archive if `path` lacks it
+    stl10_split: Literal["train", "test", "unlabeled", "train+unlabeled"] = "unlabeled"
+
+
+@dataclass
+class ModelConfig:
+    """Generator (SRResNet style) and discriminator (SRGAN style) sizes."""
+
+    g_channels: int = 32  # paper: 64
+    g_blocks: int = 4  # residual blocks; paper: 16
+    upsampler: Upsampler = "pixel_shuffle"
+    # "bicubic": SR = bicubic(LR) + G(LR), a global residual that makes short CPU runs
+    # beat bicubic; "none": the paper's plain tanh output.
+    global_skip: Literal["none", "bicubic"] = "bicubic"
+    d_channels: int = 16  # first conv width; doubles every two blocks; paper: 64
+    d_dense: int = 256  # hidden units of the dense head; paper: 1024
+
+
+@dataclass
+class LossConfig:
+    """Generator loss = pixel_weight * MSE + vgg_weight * VGG54 + beta * adversarial."""
+
+    family: LossFamily = "lsgan"
+    beta: float = 1e-3  # adversarial weight: 1e-3 in SRGAN, 1e-2 best in the paper
+    pixel_weight: float = 1.0
+    vgg_weight: float = 0.0  # > 0 needs torchvision's VGG-19 ImageNet weights locally
+    gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (wgan_gp only)
+
+
+@dataclass
+class OptimConfig:
+    """Adam for G and for D, with separate rates and betas."""
+
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    lr_pretrain: float = 1e-3  # G's rate during MSE pretraining
+    beta1_g: float = 0.9  # paper: 0.5 for bce, 0.9 for lsgan
+    beta1_d: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float | None = None  # max grad norm for G and D; None disables
+
+
+@dataclass
+class ScheduleConfig:
+    """Phase 1 pretrains G on pixel MSE; phase 2 alternates D and G steps."""
+
+    pretrain_epochs: int = 4
+    gan_epochs: int = 2
+    patches_per_epoch: int = 4096  # HR patches drawn per epoch (all workers together)
+    batch_size: int = 16  # per worker
+    d_steps_per_g: int = 2  # the paper's best ratio
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the tensors run."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (GPUs)
+    channels_last: bool = False
+    threads: int | None = None  # torch intra-op threads; None keeps torch's choice
+
+
+@dataclass
+class TrialConfig:
+    """Everything one training run can set."""
+
+    seed: int = 0
+    scale: Literal[2, 4] = 2
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Flat dotted keys (`loss.beta`) to values, as params for tracking."""
+        return flatten(self.to_dict())
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; accept int for float, nothing looser."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: got {value!r}, expected {_describe(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        # an int-valued float such as 2.0 from a sampler still means scale 2
+        if isinstance(value, float) and value.is_integer() and int(value) in allowed:
+            value = int(value)
+        if value in allowed and type(value) in {type(a) for a in allowed}:
+            return value
+        raise ConfigError(f"{where}: got {value!r}, expected one of {_describe(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: got {value!r}, expected null")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, Mapping):
+            return _build(tp, value, where + ".")
+        raise ConfigError(f"{where}: got {value!r}, expected a mapping of {tp.__name__} fields")
+    raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), expected {_describe(tp)}")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in hints:
+            raise ConfigError(
+                f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'top level'} accepts {', '.join(names)}"
+            )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _check(ok: bool, where: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {msg}")
+
+
+def validate(cfg: TrialConfig) -> TrialConfig:
+    """Reject impossible combinations; return the config unchanged when it is sound."""
+    d, m, l, o, s, r = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.schedule, cfg.runtime
+    _check(d.patch_size >= 16, "data.patch_size", f"got {d.patch_size}, expected >= 16")
+    _check(
+        d.patch_size % cfg.scale == 0,
+        "data.patch_size",
+        f"got {d.patch_size}, must be divisible by scale {cfg.scale}",
+    )
+    _check(d.source == "builtin" or d.path is not None, "data.path",
+           f"source {d.source!r} needs a path (a folder or file)")
+    _check(d.limit is None or d.limit > 0, "data.limit", f"got {d.limit}, expected a positive count or null")
+    _check(d.val_images >= 1, "data.val_images", f"got {d.val_images}, expected >= 1")
+    _check(d.val_patches_per_image >= 1, "data.val_patches_per_image",
+           f"got {d.val_patches_per_image}, expected >= 1")
+    _check(d.grid_images >= 1, "data.grid_images", f"got {d.grid_images}, expected >= 1")
+    _check(d.num_workers >= 0, "data.num_workers", f"got {d.num_workers}, expected >= 0")
+    _check(not d.download or d.source == "stl10", "data.download", "only the stl10 source can download")
+    for name in ("g_channels", "g_blocks", "d_channels", "d_dense"):
+        v = getattr(m, name)
+        _check(v >= (0 if name == "g_blocks" else 1), f"model.{name}", f"got {v}, expected a positive size")
+    _check(l.beta >= 0, "loss.beta", f"got {l.beta}, expected >= 0")
+    _check(l.pixel_weight >= 0, "loss.pixel_weight", f"got {l.pixel_weight}, expected >= 0")
+    _check(l.vgg_weight >= 0, "loss.vgg_weight", f"got {l.vgg_weight}, expected >= 0")
+    _check(l.pixel_weight + l.vgg_weight > 0, "loss.pixel_weight",
+           "pixel_weight and vgg_weight are both 0: the generator needs a content loss")
+    _check(l.gp_weight >= 0, "loss.gp_weight", f"got {l.gp_weight}, expected >= 0")
+    for name in ("lr_g", "lr_d", "lr_pretrain"):
+        v = getattr(o, name)
+        _check(0 < v < 1, f"optim.{name}", f"got {v}, expected a learning rate in (0, 1)")
+    for name in ("beta1_g", "beta1_d", "beta2"):
+        v = getattr(o, name)
+        _check(0 <= v < 1, f"optim.{name}", f"got {v}, expected an Adam beta in [0, 1)")
+    _check(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", f"got {o.grad_clip}, expected > 0 or null")
+    _check(s.pretrain_epochs >= 0, "schedule.pretrain_epochs", f"got {s.pretrain_epochs}, expected >= 0")
+    _check(s.gan_epochs >= 0, "schedule.gan_epochs", f"got {s.gan_epochs}, expected >= 0")
+    _check(s.pretrain_epochs + s.gan_epochs >= 1, "schedule.gan_epochs",
+           "pretrain_epochs + gan_epochs is 0: nothing to train")
+    _check(s.batch_size >= 1, "schedule.batch_size", f"got {s.batch_size}, expected >= 1")
+    _check(s.patches_per_epoch >= s.batch_size, "schedule.patches_per_epoch",
+           f"got {s.patches_per_epoch}, expected >= batch_size ({s.batch_size})")
+    _check(s.d_steps_per_g >= 1, "schedule.d_steps_per_g", f"got {s.d_steps_per_g}, expected >= 1")
+    _check(r.threads is None or r.threads >= 1, "runtime.threads", f"got {r.threads}, expected >= 1 or null")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as YAML scalar: `0.01` -> float, `true` -> bool, `null` -> None."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (`loss.beta`) in a nested dict; returns a new dict.
+
+    This is the one path from sampled values (Tune trials) and `--set key=value`
+    (CLIs) to a configuration. Unknown keys are caught when the tree is built.
+    """
+    out = _deep_copy(tree)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, not a section; cannot set {dotted}")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+def parse_set_args(pairs: list[str]) -> dict[str, Any]:
+    """`["loss.beta=0.01", ...]` -> `{"loss.beta": 0.01}`."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. loss.beta=0.01")
+        out[key.strip()] = parse_value(text)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        tree = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{at}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{p}: expected a mapping of config sections at the top level")
+    return tree
+
+
+def from_dict(tree: Mapping[str, Any]) -> TrialConfig:
+    """Build and validate a config from a nested mapping (missing keys take defaults)."""
+    return validate(_build(TrialConfig, tree))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> TrialConfig:
+    """Defaults <- `base` mapping <- YAML file <- dotted overrides, then validate."""
+    tree: dict[str, Any] = _deep_copy(base or {})
+    if path is not None:
+        tree = _merge(tree, read_yaml(path))
+    if overrides:
+        tree = apply_overrides(tree, overrides)
+    return from_dict(tree)
+
+
+def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = _deep_copy(a)
+    for k, v in b.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def dump_yaml(cfg: TrialConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
