@@ -42,7 +42,7 @@ class DataConfig:
     crop: Literal["random", "center"] = "random"  # training crops; validation is always centre
     augment: bool = True  # random flips and 90-degree rotations of training patches
     val_images: int = 16  # validation images held out (deterministic, by image, not patch)
-    val_patches_per_image: int = 1  # centre-area crops taken from each validation image
+    val_patches_per_image: int = 8  # crops on a fixed grid over each validation image
     grid_images: int = 4  # validation patches shown in the per-epoch sample grid
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     download: bool = False  # stl10 only: fetch the archive if `path` lacks it
@@ -220,6 +220,7 @@ def _check(ok: bool, where: str, msg: str) -> None:
 def validate(cfg: TrialConfig) -> TrialConfig:
     """Reject impossible combinations; return the config unchanged when it is sound."""
     d, m, l, o, s, r = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.schedule, cfg.runtime
+    _check(cfg.seed >= 0, "seed", f"got {cfg.seed}, expected >= 0")
     _check(d.patch_size >= 16, "data.patch_size", f"got {d.patch_size}, expected >= 16")
     _check(
         d.patch_size % cfg.scale == 0,

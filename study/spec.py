@@ -1,0 +1,493 @@
+"""The study spec schema: one YAML file per experiment, validated strictly before anything starts.
+
+A spec says which trial-config values are fixed (`base`), which are searched (`space`),
+how they are chosen (`searcher`), how trials are stopped early (`scheduler`), what is
+optimised (`objective`), and how much runs (`trials`, `repeats`, `resources`). Loading is
+strict like the trial config: unknown keys, wrong types and impossible values fail with
+a one-line `StudySpecError` naming the field. Every value the space can produce is
+checked by building a trial config with it, so a bad search space fails at load time,
+not hours into a study.
+
+Decisions worth knowing:
+- `grid` params need `searcher.algorithm: grid` (and the grid searcher needs every param
+  to be `grid` or `categorical`); nothing is switched to grid behind the user's back.
+- `scheduler.type` defaults to `none`: ASHA stops trials on one metric and Optuna then
+  records the stopped trial as complete with its early value (it biases TPE), so early
+  stopping is something a spec asks for. ASHA with a multi-objective study is an error.
+- `repeats > 1` with ASHA is allowed, but ASHA judges every run on its own, so one
+  configuration's repeats may be stopped at different epochs: compare them at a common epoch.
+- YAML here reads `1e-4` as a number (plain YAML 1.1 reads it as text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from study.space import Param, StudySpecError, coerce, fail, parse_space, short, unknown
+from trainables.config import ConfigError, TrialConfig, apply_overrides, flatten, load_config
+
+__all__ = [
+    "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
+    "Objective", "Resources", "StudySpec", "from_dict", "load_spec", "with_base_overrides",
+    "parse_value", "read_yaml", "spec_hash", "trial_config", "plan",
+]
+
+Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
+Mode = Literal["max", "min"]
+
+# Metric names a trial reports (validated against this list; see trainables.train).
+METRICS = ("val_psnr", "val_ssim", "val_hf", "val_hf_err", "val_mse", "best_val_psnr",
+           "loss_g", "loss_d", "loss_pixel", "d_real", "d_fake")
+TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
+DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_MULTI_ONLY = ("nsga2", "motpe")
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """How Optuna picks configurations (`study.space.make_sampler` builds it)."""
+
+    algorithm: Algorithm = "tpe"  # nsga2 and motpe are for multi-objective studies
+    seed: int = 0  # the sampler's seed (the trials' seeds come from base `seed` + repeat)
+    n_startup_trials: int = 4  # tpe/motpe: random trials before the model takes over
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """Early stopping by ASHA on the objective metric, measured in epochs."""
+
+    type: Literal["asha", "none"] = "none"
+    grace_period: int = 1  # epochs every trial runs before it can be stopped
+    reduction_factor: float = 2.0  # ASHA keeps 1/reduction_factor of trials per rung
+    max_t: int | None = None  # null: the most epochs a trial can run (pretrain + gan)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a study optimises: one metric, or several (a Pareto front)."""
+
+    metrics: tuple[str, ...] = ("val_psnr",)
+    modes: tuple[Mode, ...] = ("max",)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def metric(self) -> str:
+        if self.multi:
+            raise ValueError("a multi-objective study has no single metric; use .metrics")
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> Mode:
+        if self.multi:
+            raise ValueError("a multi-objective study has no single mode; use .modes")
+        return self.modes[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.multi:
+            return {"metrics": list(self.metrics), "modes": list(self.modes)}
+        return {"metric": self.metrics[0], "mode": self.modes[0]}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each trial reserves: `workers` Ray Train workers of this size each."""
+
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study. `base` is flat dotted trial-config keys; `trials` is always set."""
+
+    name: str  # letters, digits, - and _: an MLflow experiment name and a folder name
+    description: str = ""  # the question the study answers
+    base: dict[str, Any] = field(default_factory=dict)  # fixed trial-config overrides
+    space: dict[str, Param] = field(default_factory=dict)  # searched trial-config keys
+    searcher: Searcher = field(default_factory=Searcher)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    objective: Objective = field(default_factory=Objective)
+    trials: int | None = None  # configurations to try; null in YAML: the grid size (grid only)
+    repeats: int = 1  # seeds per configuration: base seed + 0, 1, ...
+    max_concurrent: int | None = None  # null: as many as the resources allow
+    resources: Resources = field(default_factory=Resources)
+    storage: str | None = None  # local path or URI (s3://...); null: ./study_results
+    tracking_uri: str | None = None  # null: MLflow's default (sqlite:///mlflow.db)
+    # the mapping this spec was validated from (so `with_base_overrides` re-resolves max_t)
+    source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def total_trials(self) -> int:
+        return self.trials * self.repeats
+
+    @property
+    def grid_size(self) -> int | None:
+        """Number of distinct configurations when every param is a choice, else None."""
+        if not all(p.discrete for p in self.space.values()):
+            return None
+        return math.prod(len(p.values) for p in self.space.values())
+
+    @property
+    def base_config(self) -> TrialConfig:
+        return load_config(overrides=self.base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "base": dict(self.base),
+            "space": {k: p.to_dict() for k, p in self.space.items()},
+            "searcher": dataclasses.asdict(self.searcher),
+            "scheduler": dataclasses.asdict(self.scheduler),
+            "objective": self.objective.to_dict(),
+            "trials": self.trials,
+            "repeats": self.repeats,
+            "max_concurrent": self.max_concurrent,
+            "resources": dataclasses.asdict(self.resources),
+            "storage": self.storage,
+            "tracking_uri": self.tracking_uri,
+        }
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_TOP_KEYS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name != "source")
+_TOP_FIELDS = {f.name: f for f in dataclasses.fields(StudySpec)}
+_TOP_HINTS = typing.get_type_hints(StudySpec)
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    """Build a flat spec dataclass (searcher, scheduler, resources) from a mapping."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        fail(where, f"got {raw!r}, expected a mapping with keys {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in hints:
+            unknown(f"{where}.{key}", str(key), names, where)
+    return cls(**{k: coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
+
+
+def _flat_base(raw: Any) -> dict[str, Any]:
+    """`base` as flat dotted keys; nested sections and dotted keys may be mixed."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        fail("base", f"got {raw!r}, expected a mapping of trial-config overrides")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        items = flatten(value, f"{key}.") if isinstance(value, Mapping) else {str(key): value}
+        for dotted, v in items.items():
+            if dotted in flat:
+                fail(f"base.{dotted}", "set twice (once nested, once dotted)")
+            flat[dotted] = v
+    return flat
+
+
+def _parse_base(raw: Any) -> tuple[dict[str, Any], TrialConfig]:
+    flat = _flat_base(raw)
+    try:
+        return flat, load_config(overrides=flat)
+    except ConfigError as exc:
+        raise StudySpecError(f"base.{exc}") from None
+
+
+def _parse_objective(raw: Any) -> Objective:
+    if raw is None:
+        return Objective()
+    single, multi = ("metric", "mode"), ("metrics", "modes")
+    if not isinstance(raw, Mapping):
+        fail("objective", f"got {raw!r}, expected {{metric: val_psnr, mode: max}} or {{metrics: [...], modes: [...]}}")
+    for key in raw:
+        if key not in single + multi:
+            unknown(f"objective.{key}", str(key), single + multi, "objective")
+    if any(k in raw for k in single) and any(k in raw for k in multi):
+        fail("objective", "give either metric and mode, or metrics and modes (multi-objective), not both")
+    if any(k in raw for k in single):
+        for k in single:
+            if k not in raw:
+                fail(f"objective.{k}", "missing; give both metric and mode (max or min)")
+        pairs = [("objective.metric", raw["metric"], "objective.mode", raw["mode"])]
+    else:
+        for k in multi:
+            if not isinstance(raw.get(k), list) or not raw[k]:
+                fail(f"objective.{k}", f"got {raw.get(k)!r}, expected a non-empty list")
+        if len(raw["modes"]) != len(raw["metrics"]):
+            fail("objective.modes", f"got {len(raw['modes'])} modes for {len(raw['metrics'])} metrics, "
+                                    "expected one per metric")
+        pairs = [(f"objective.metrics[{i}]", metric, f"objective.modes[{i}]", mode)
+                 for i, (metric, mode) in enumerate(zip(raw["metrics"], raw["modes"]))]
+    metrics: list[str] = []
+    for where, metric, mode_where, mode in pairs:
+        if metric not in METRICS:
+            close = difflib.get_close_matches(str(metric), METRICS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(METRICS)}"
+            fail(where, f"got {metric!r}, not a reported metric; {hint}")
+        if metric in metrics:
+            fail(where, f"{metric} appears twice")
+        metrics.append(metric)
+        coerce(mode, Mode, mode_where)
+    return Objective(tuple(metrics), tuple(mode for *_, mode in pairs))
+
+
+def _max_epochs(space: dict[str, Param], base_cfg: TrialConfig) -> int:
+    """The most epochs any trial can run: pretrain + gan, at their largest in the space."""
+    total = 0
+    for key in ("schedule.pretrain_epochs", "schedule.gan_epochs"):
+        p = space.get(key)
+        total += max(p.candidates()) if p is not None else getattr(base_cfg.schedule, key.split(".")[1])
+    return int(total)
+
+
+def _top(raw: Mapping[str, Any], key: str) -> Any:
+    """A scalar top-level field, checked against its annotation, default from the dataclass."""
+    return coerce(raw.get(key, _TOP_FIELDS[key].default), _TOP_HINTS[key], key)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def from_dict(raw: Any) -> StudySpec:
+    """Build and validate a spec from a nested mapping (missing keys take defaults)."""
+    if not isinstance(raw, Mapping):
+        fail("spec", f"got {raw!r}, expected a mapping of study fields ({', '.join(_TOP_KEYS)})")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            unknown(str(key), str(key), _TOP_KEYS, "a study spec")
+    if raw.get("name") is None:
+        fail("name", "missing; give the study a name (letters, digits, - and _)")
+    name = _top(raw, "name")
+    if not _NAME.fullmatch(name):
+        fail("name", f"got {name!r}, expected letters, digits, - and _ only "
+                     "(it names a folder and an MLflow experiment)")
+    base, base_cfg = _parse_base(raw.get("base"))
+    searcher = _section(Searcher, raw.get("searcher"), "searcher")
+    scheduler = _section(Scheduler, raw.get("scheduler"), "scheduler")
+    resources = _section(Resources, raw.get("resources"), "resources")
+    objective = _parse_objective(raw.get("objective"))
+    space = parse_space(raw.get("space"), base)
+    trials, repeats, max_concurrent = _top(raw, "trials"), _top(raw, "repeats"), _top(raw, "max_concurrent")
+
+    # the searcher against the space and the objective
+    algo = searcher.algorithm
+    if searcher.seed < 0:
+        fail("searcher.seed", f"got {searcher.seed}, expected >= 0")
+    if searcher.n_startup_trials < 0:
+        fail("searcher.n_startup_trials", f"got {searcher.n_startup_trials}, expected >= 0")
+    for key, p in space.items():
+        if algo == "grid" and not p.discrete:
+            fail(f"space.{key}.type", f"a {p.type} range cannot be enumerated; searcher grid needs grid "
+                                      "or categorical params")
+        if algo != "grid" and p.type == "grid":
+            fail(f"space.{key}.type", f"grid params need searcher.algorithm: grid (got {algo}); "
+                                      "use type: categorical for a sampled choice")
+    if algo in _MULTI_ONLY and not objective.multi:
+        fail("searcher.algorithm", f"{algo} is multi-objective; give objective.metrics and objective.modes "
+                                   "(two or more), or use tpe")
+
+    # the scheduler: ASHA counts epochs, so max_t defaults to the longest trial
+    if scheduler.type == "asha":
+        if objective.multi:
+            fail("scheduler.type", "asha stops trials on one metric; a multi-objective study needs "
+                                   "scheduler.type: none")
+        max_t = scheduler.max_t if scheduler.max_t is not None else _max_epochs(space, base_cfg)
+        if max_t < 1:
+            fail("scheduler.max_t", f"got {max_t}, expected >= 1 epoch")
+        if not 1 <= scheduler.grace_period <= max_t:
+            fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected 1 to max_t ({max_t}) epochs")
+        if scheduler.reduction_factor <= 1:
+            fail("scheduler.reduction_factor", f"got {scheduler.reduction_factor:g}, expected > 1")
+        scheduler = dataclasses.replace(scheduler, max_t=max_t)
+
+    # how much runs, where
+    grid = math.prod(len(p.values) for p in space.values()) if algo == "grid" else None
+    if trials is None and grid is None:
+        fail("trials", "missing; give the number of configurations to try (only searcher grid may leave it null)")
+    if trials is not None and trials < 1:
+        fail("trials", f"got {trials}, expected >= 1")
+    if grid is not None and trials is not None and trials > grid:
+        fail("trials", f"got {trials}, but the grid has {grid} points; leave trials null to run the whole grid")
+    if repeats < 1:
+        fail("repeats", f"got {repeats}, expected >= 1")
+    if max_concurrent is not None and max_concurrent < 1:
+        fail("max_concurrent", f"got {max_concurrent}, expected >= 1 or null")
+    if resources.workers < 1:
+        fail("resources.workers", f"got {resources.workers}, expected >= 1")
+    if resources.cpus_per_worker <= 0:
+        fail("resources.cpus_per_worker", f"got {resources.cpus_per_worker:g}, expected > 0")
+    if resources.gpus_per_worker < 0:
+        fail("resources.gpus_per_worker", f"got {resources.gpus_per_worker:g}, expected >= 0")
+    devices = set(space["runtime.device"].values) if "runtime.device" in space else {base_cfg.runtime.device}
+    if "cuda" in devices and resources.gpus_per_worker == 0:
+        fail("resources.gpus_per_worker", "got 0, but runtime.device can be cuda and Ray hides GPUs from "
+                                          "workers that reserve none")
+    storage, tracking_uri = _top(raw, "storage"), _top(raw, "tracking_uri")
+    for key, value in (("storage", storage), ("tracking_uri", tracking_uri)):
+        if value is not None and not value.strip():
+            fail(key, "empty; give a path or URI, or null for the default")
+
+    return StudySpec(
+        name=name, description=_top(raw, "description"), base=base, space=space, searcher=searcher,
+        scheduler=scheduler, objective=objective, trials=grid if trials is None else trials,
+        repeats=repeats, max_concurrent=max_concurrent, resources=resources, storage=storage,
+        tracking_uri=tracking_uri, source=_plain(raw))
+
+
+def _plain(tree: Any) -> Any:
+    """A deep copy of a YAML-like tree (mappings and lists)."""
+    if isinstance(tree, Mapping):
+        return {k: _plain(v) for k, v in tree.items()}
+    return [_plain(v) for v in tree] if isinstance(tree, list) else tree
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`)."""
+
+
+# copy the resolver lists: add_implicit_resolver would otherwise append to SafeLoader's own
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_value(text: str) -> Any:
+    """A `KEY=VALUE` value as a YAML scalar: `4` -> int, `1e-4` -> float, `null` -> None."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise StudySpecError(f"{p}: no such study spec file")
+    try:
+        tree = yaml.load(p.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise StudySpecError(f"{p}: not valid YAML{at}") from None
+    if not isinstance(tree, dict):
+        raise StudySpecError(f"{p}: expected a mapping of study fields at the top level")
+    return tree
+
+
+def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`trials=4`, `searcher.seed=1` set spec fields; `base.loss.beta=0.01` sets a base key."""
+    raw = _plain(raw)
+    spec_keys: dict[str, Any] = {}
+    for key, value in overrides.items():
+        head = key.split(".")[0]
+        if head == "base" and "." in key:
+            raw["base"] = {**_flat_base(raw.get("base")), key.split(".", 1)[1]: value}
+        elif head == "space":
+            fail(key, "the search space cannot be overridden; edit the spec file")
+        elif head not in _TOP_KEYS:
+            unknown(key, head, _TOP_KEYS, "a study spec")
+        else:
+            spec_keys[key] = value
+    try:
+        return apply_overrides(raw, spec_keys)
+    except ConfigError as exc:
+        raise StudySpecError(str(exc)) from None
+
+
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Read, override (dotted spec keys; `base.`-prefixed trial-config keys) and validate."""
+    raw = read_yaml(path)
+    if overrides:
+        raw = _apply_overrides(raw, overrides)
+    return from_dict(raw)
+
+
+def with_base_overrides(spec: StudySpec, overrides: Mapping[str, Any]) -> StudySpec:
+    """The CLI's `--set key=value` (trial-config keys) folded into `base`, then revalidated."""
+    raw = _plain(spec.source or spec.to_dict())
+    raw["base"] = {**_flat_base(raw.get("base")), **overrides}
+    return from_dict(raw)
+
+
+def spec_hash(spec: StudySpec) -> str:
+    """12 hex chars of the sha256 of the resolved spec's canonical JSON."""
+    text = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- using
+
+
+def trial_config(spec: StudySpec, sampled: Mapping[str, Any], repeat_index: int = 0) -> TrialConfig:
+    """THE path from a trial's sampled flat dict to a validated trial config.
+
+    base <- sampled values <- seed = base seed + repeat_index. `sampled` must hold
+    space keys only; a value the space could not produce may still fail (`ConfigError`).
+    """
+    extra = set(sampled) - set(spec.space)
+    if extra:
+        raise ValueError(f"sampled keys not in the study's space: {', '.join(sorted(extra))}")
+    if not 0 <= repeat_index < spec.repeats:
+        raise ValueError(f"repeat_index {repeat_index} outside 0..{spec.repeats - 1}")
+    seed = spec.base_config.seed + repeat_index
+    return load_config(overrides={**spec.base, **sampled, "seed": seed})
+
+
+def plan(spec: StudySpec) -> list[str]:
+    """Lines that describe what the study will run, for printing before it starts."""
+    s, sch, o, r = spec.searcher, spec.scheduler, spec.objective, spec.resources
+    searcher = f"searcher: {s.algorithm} (seed {s.seed}"
+    if s.algorithm in ("tpe", "motpe"):
+        searcher += f", {s.n_startup_trials} random startup trials, multivariate"
+    if s.algorithm == "nsga2":
+        searcher += ", population 50: the first 50 trials are random"
+    lines = [f"study: {spec.name} (spec {spec_hash(spec)})"]
+    if spec.description:
+        lines.append(f"question: {spec.description.strip()}")
+    lines.append(searcher + ")")
+    if sch.type == "asha":
+        lines.append(f"scheduler: asha on {TIME_ATTR} (grace period {sch.grace_period}, "
+                     f"reduction factor {sch.reduction_factor:g}, max_t {sch.max_t})")
+    else:
+        lines.append("scheduler: none (every trial runs all its epochs)")
+    goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} {n}" for n, m in zip(o.metrics, o.modes))
+    lines.append(f"objective: {goals}" + (" (Pareto front)" if o.multi else ""))
+    lines.append(f"trials: {spec.trials} configurations x {spec.repeats} repeats = {spec.total_trials} trials")
+    lines.append(f"concurrency: {spec.max_concurrent if spec.max_concurrent else 'as many as the resources allow'}")
+    lines.append(f"resources per trial: {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)")
+    lines.append(f"storage: {spec.storage or DEFAULT_STORAGE + ' (default)'}")
+    lines.append(f"tracking: {spec.tracking_uri or 'MLflow default (sqlite:///mlflow.db)'}")
+    if spec.base:
+        lines.append("base: " + ", ".join(f"{k}={short(v)}" for k, v in spec.base.items()))
+    lines.append("space:" + ("" if spec.space else " (empty: the base config only)"))
+    width = max((len(k) for k in spec.space), default=0)
+    lines += [f"  {k:<{width}}  {p.describe()}" for k, p in spec.space.items()]
+    return lines

@@ -1,0 +1,415 @@
+"""The study spec schema: round trips, one-line errors naming the field, trial configs, shipped specs."""
+
+from pathlib import Path
+
+import pytest
+
+from study.spec import (
+    StudySpecError,
+    from_dict,
+    load_spec,
+    parse_value,
+    plan,
+    read_yaml,
+    spec_hash,
+    trial_config,
+    with_base_overrides,
+)
+from trainables.config import ConfigError, TrialConfig
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(REPO.glob("search_spaces/*.yaml"))
+
+EXAMPLE = """\
+# python -m study.run search_spaces/example.yaml
+name: loss-family
+description: Which adversarial loss trains most stably, and at which beta?
+base:
+  seed: 7
+  schedule:
+    pretrain_epochs: 1
+    gan_epochs: 2
+  data.patch_size: 32
+space:
+  loss.family: {type: categorical, values: [bce, lsgan, wgan_gp]}
+  loss.beta: {type: loguniform, low: 1e-4, high: 1e-1}
+  model.g_blocks: {type: int, low: 2, high: 8, step: 2}
+  optim.beta1_g: {type: uniform, low: 0.5, high: 0.9}
+searcher: {algorithm: tpe, seed: 1, n_startup_trials: 3}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+objective: {metric: val_psnr, mode: max}
+trials: 6
+repeats: 2
+max_concurrent: 2
+resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0}
+storage: null
+tracking_uri: null
+"""
+
+
+@pytest.fixture
+def example(tmp_path):
+    path = tmp_path / "example.yaml"
+    path.write_text(EXAMPLE)
+    return path
+
+
+def raw_example(tmp_path) -> dict:
+    path = tmp_path / "raw.yaml"
+    path.write_text(EXAMPLE)
+    return read_yaml(path)
+
+
+def grid_raw() -> dict:
+    return {
+        "name": "grid",
+        "space": {
+            "loss.family": {"type": "grid", "values": ["bce", "lsgan", "wgan_gp"]},
+            "model.upsampler": {"type": "categorical", "values": ["pixel_shuffle", "resize_conv"]},
+        },
+        "searcher": {"algorithm": "grid"},
+    }
+
+
+# ----------------------------------------------------------------------------- valid specs
+
+
+def test_example_loads_with_resolved_fields(example):
+    spec = load_spec(example)
+    assert spec.name == "loss-family"
+    assert spec.base == {"seed": 7, "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 2, "data.patch_size": 32}
+    assert list(spec.space) == ["loss.family", "loss.beta", "model.g_blocks", "optim.beta1_g"]
+    beta = spec.space["loss.beta"]
+    assert (beta.type, beta.low, beta.high) == ("loguniform", pytest.approx(1e-4), pytest.approx(0.1))
+    assert spec.space["model.g_blocks"].step == 2
+    assert spec.scheduler.max_t == 3  # pretrain 1 + gan 2, from base
+    assert spec.objective.metric == "val_psnr" and spec.objective.mode == "max" and not spec.objective.multi
+    assert spec.total_trials == 12
+    assert spec.grid_size is None
+
+
+def test_round_trip_through_yaml_keeps_spec_and_hash(example, tmp_path):
+    spec = load_spec(example)
+    again_path = tmp_path / "again.yaml"
+    again_path.write_text(spec.dump_yaml())
+    again = load_spec(again_path)
+    assert again == spec
+    assert again.to_dict() == spec.to_dict()
+    assert spec_hash(again) == spec_hash(spec)
+    assert from_dict(spec.to_dict()) == spec
+
+
+def test_hash_is_12_hex_and_changes_with_the_spec(example):
+    spec = load_spec(example)
+    h = spec_hash(spec)
+    assert len(h) == 12 and int(h, 16) >= 0
+    assert spec_hash(load_spec(example, {"trials": 5})) != h
+
+
+def test_defaults_for_a_minimal_spec():
+    spec = from_dict({"name": "min", "trials": 1})
+    assert spec.space == {} and spec.base == {}
+    assert spec.searcher.algorithm == "tpe" and spec.searcher.n_startup_trials == 4
+    assert spec.scheduler.type == "none" and spec.scheduler.max_t is None
+    assert spec.objective.metrics == ("val_psnr",) and spec.objective.modes == ("max",)
+    assert spec.repeats == 1 and spec.max_concurrent is None
+    assert (spec.resources.workers, spec.resources.cpus_per_worker, spec.resources.gpus_per_worker) == (1, 1.0, 0.0)
+    assert spec.storage is None and spec.tracking_uri is None
+
+
+def test_asha_max_t_defaults_to_the_longest_trial_in_the_space():
+    raw = {"name": "t", "trials": 2, "base": {"schedule.pretrain_epochs": 2},
+           "space": {"schedule.gan_epochs": {"type": "int", "low": 1, "high": 5}},
+           "scheduler": {"type": "asha"}}
+    assert from_dict(raw).scheduler.max_t == 7
+    raw["scheduler"]["max_t"] = 4
+    assert from_dict(raw).scheduler.max_t == 4
+
+
+def test_grid_size_and_null_trials_mean_the_whole_grid():
+    spec = from_dict(grid_raw())
+    assert spec.grid_size == 6 and spec.trials == 6
+    spec = from_dict({**grid_raw(), "trials": 4, "repeats": 3})
+    assert spec.trials == 4 and spec.total_trials == 12
+
+
+def test_multi_objective_with_nsga2_and_motpe():
+    for algo in ("nsga2", "motpe", "random"):
+        spec = from_dict({"name": "mo", "trials": 4, "searcher": {"algorithm": algo},
+                          "objective": {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"]},
+                          "space": {"loss.beta": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}})
+        assert spec.objective.multi and spec.objective.metrics == ("val_psnr", "val_hf")
+        assert spec.to_dict()["objective"] == {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"]}
+
+
+def test_values_fine_only_together_are_accepted():
+    # pixel_weight 0 alone (vgg 0 by default) is invalid, but vgg_weight is never 0 here
+    spec = from_dict({"name": "w", "trials": 2, "space": {
+        "loss.pixel_weight": {"type": "categorical", "values": [0, 1]},
+        "loss.vgg_weight": {"type": "categorical", "values": [1, 2]}}})
+    assert set(spec.space) == {"loss.pixel_weight", "loss.vgg_weight"}
+
+
+def test_yaml_reads_exponents_without_a_dot_as_floats():
+    assert parse_value("1e-4") == pytest.approx(1e-4)
+    assert parse_value("4") == 4 and parse_value("null") is None and parse_value("bce") == "bce"
+
+
+def test_plan_describes_the_study(example):
+    lines = plan(load_spec(example))
+    text = "\n".join(lines)
+    assert lines[0].startswith("study: loss-family (spec ")
+    assert "searcher: tpe (seed 1, 3 random startup trials" in text
+    assert "scheduler: asha on epoch (grace period 1, reduction factor 2, max_t 3)" in text
+    assert "objective: maximise val_psnr" in text
+    assert "trials: 6 configurations x 2 repeats = 12 trials" in text
+    assert "concurrency: 2" in text
+    assert "storage: ./study_results (default)" in text
+    assert any("loss.beta" in line and "loguniform [0.0001, 0.1]" in line for line in lines)
+    assert any("model.g_blocks" in line and "int [2, 8] step 2" in line for line in lines)
+
+
+# ----------------------------------------------------------------------------- trial configs
+
+
+def test_trial_config_applies_base_sampled_and_seed(example):
+    spec = load_spec(example)
+    sampled = {"loss.family": "bce", "loss.beta": 0.02, "model.g_blocks": 6, "optim.beta1_g": 0.5}
+    cfg = trial_config(spec, sampled, repeat_index=1)
+    assert isinstance(cfg, TrialConfig)
+    assert cfg.seed == 8  # base seed 7 + repeat 1
+    assert cfg.schedule.gan_epochs == 2 and cfg.data.patch_size == 32  # base
+    assert cfg.loss.family == "bce" and cfg.loss.beta == pytest.approx(0.02) and cfg.model.g_blocks == 6
+    assert cfg.model.upsampler == "pixel_shuffle"  # untouched default
+    assert trial_config(spec, {}, 0).seed == 7
+
+
+def test_trial_config_rejects_keys_outside_the_space_and_bad_repeats(example):
+    spec = load_spec(example)
+    with pytest.raises(ValueError, match="model.upsampler"):
+        trial_config(spec, {"model.upsampler": "resize_conv"})
+    with pytest.raises(ValueError, match="repeat_index 2"):
+        trial_config(spec, {}, repeat_index=2)
+    with pytest.raises(ConfigError, match="loss.family"):
+        trial_config(spec, {"loss.family": "hinge"})
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def test_load_spec_overrides_spec_fields_and_base_keys(example):
+    spec = load_spec(example, {"trials": 3, "name": "other", "searcher.seed": 5, "base.schedule.gan_epochs": 4})
+    assert spec.trials == 3 and spec.name == "other" and spec.searcher.seed == 5
+    assert spec.base["schedule.gan_epochs"] == 4
+    assert spec.scheduler.max_t == 5  # re-resolved from the new base
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"trails": 3}, "trails: unknown key; did you mean trials?"),
+    ({"space.loss.beta.low": 1e-3}, "space.loss.beta.low: the search space cannot be overridden"),
+    ({"base.loss.betta": 1}, "base.loss.betta: unknown key"),
+    ({"trials": 0}, "trials: got 0, expected >= 1"),
+    ({"name.x": 1}, "name: is a value, not a section"),
+])
+def test_bad_load_overrides(example, overrides, message):
+    with pytest.raises(StudySpecError) as info:
+        load_spec(example, overrides)
+    assert str(info.value).startswith(message)
+
+
+def test_with_base_overrides_revalidates(example):
+    spec = load_spec(example)
+    longer = with_base_overrides(spec, {"schedule.gan_epochs": 5, "model.upsampler": "resize_conv"})
+    assert longer.base["schedule.gan_epochs"] == 5 and longer.base["model.upsampler"] == "resize_conv"
+    assert longer.scheduler.max_t == 6  # max_t was not given, so it follows the base
+    assert spec.base["schedule.gan_epochs"] == 2  # the original is untouched
+    with pytest.raises(StudySpecError, match=r"^base\.loss\.betta: unknown key"):
+        with_base_overrides(spec, {"loss.betta": 1})
+    with pytest.raises(StudySpecError, match=r"^space\.loss\.family: also fixed in base"):
+        with_base_overrides(spec, {"loss.family": "bce"})
+    with pytest.raises(StudySpecError, match=r"^base\.data\.patch_size: got 30, must be divisible by scale 4"):
+        with_base_overrides(spec, {"scale": 4, "data.patch_size": 30})
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _set(path: str, value):
+    """A mutation of the example's raw tree: set `a/b/c` (slash-separated, keys may hold dots)."""
+    def apply(raw):
+        *parents, last = path.split("/")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        return raw
+    return apply
+
+
+def _drop(path: str):
+    def apply(raw):
+        *parents, last = path.split("/")
+        node = raw
+        for part in parents:
+            node = node[part]
+        del node[last]
+        return raw
+    return apply
+
+
+CAT = {"type": "categorical", "values": ["bce", "lsgan"]}
+
+ERRORS = [
+    # top level
+    (_set("trails", 4), "trails: unknown key; did you mean trials?"),
+    (_drop("name"), "name: missing"),
+    (_set("name", "my study"), "name: got 'my study', expected letters, digits, - and _ only"),
+    (_set("name", 3), "name: got 3 (int), expected str"),
+    (_set("description", ["a"]), "description: got ['a'] (list), expected str"),
+    # base
+    (_set("base", [1]), "base: got [1], expected a mapping"),
+    (_set("base/loss", {"betta": 1}), "base.loss.betta: unknown key"),
+    (_set("base/loss.beta", -1), "base.loss.beta: got -1.0, expected >= 0"),
+    (_set("base/schedule", {"gan_epochs": "two"}), "base.schedule.gan_epochs: got 'two' (str), expected int"),
+    (_set("base", {"data": {"patch_size": 32}, "data.patch_size": 32}), "base.data.patch_size: set twice"),
+    # space keys
+    (_set("space", [1]), "space: got [1], expected a mapping"),
+    (_set("space/loss.betta", CAT), "space.loss.betta: not a trial-config key; did you mean loss.beta?"),
+    (_set("space/loss", CAT), "space.loss: a section; key the space by dotted fields such as loss.family"),
+    (_set("space/nonsense", CAT), "space.nonsense: not a trial-config key (sections: data, loss, model"),
+    (_set("space/seed", {"type": "int", "low": 0, "high": 3}), "space.seed: seeds come from base seed + repeat"),
+    (_set("space/schedule.gan_epochs", {"type": "int", "low": 1, "high": 3}),
+     "space.schedule.gan_epochs: also fixed in base"),
+    # param shapes
+    (_set("space/loss.beta", 0.01), "space.loss.beta: got 0.01, expected a mapping with a type"),
+    (_set("space/loss.beta/type", "normal"), "space.loss.beta.type: got 'normal', expected one of categorical"),
+    (_set("space/loss.beta/lo", 1), "space.loss.beta.lo: unknown key; did you mean low?"),
+    (_drop("space/loss.beta/high"), "space.loss.beta.high: missing; a loguniform param needs low and high"),
+    (_set("space/loss.beta/low", -1), "space.loss.beta.low: got -1, expected > 0 for a log-uniform range"),
+    (_set("space/loss.beta/low", "small"), "space.loss.beta.low: got 'small' (str), expected float"),
+    (_set("space/loss.beta/high", 1e-5), "space.loss.beta.high: got 1e-05, expected > low (0.0001)"),
+    (_set("space/loss.family/values", []), "space.loss.family.values: got [], expected a non-empty list"),
+    (_set("space/loss.family/values", ["bce", [1, 2]]), "space.loss.family.values[1]: got [1, 2], expected a scalar"),
+    (_set("space/loss.family/values", ["bce", "bce"]), "space.loss.family.values[1]: bce appears twice"),
+    (_set("space/model.g_blocks/high", 7), "space.model.g_blocks.high: got 7, expected low plus a multiple of step 2"),
+    (_set("space/model.g_blocks/low", 1.5), "space.model.g_blocks.low: got 1.5 (float), expected int"),
+    (_set("space/model.g_blocks/step", 0), "space.model.g_blocks.step: got 0, expected >= 1"),
+    (_set("space/model.g_blocks/log", True), "space.model.g_blocks.step: got 2, a log int range needs step 1"),
+    # param values against the trial config
+    (_set("space/loss.family/values", ["bce", "hinge"]),
+     "space.loss.family: value hinge gives an invalid trial config: loss.family: got 'hinge'"),
+    (_set("space/schedule.batch_size", {"type": "uniform", "low": 4, "high": 32}),
+     "space.schedule.batch_size.type: a uniform range gives floats, but schedule.batch_size takes int"),
+    (_set("space/model.upsampler", {"type": "int", "low": 1, "high": 3}),
+     "space.model.upsampler.type: an int range gives ints, but model.upsampler takes"),
+    (_set("space/optim.beta1_g/high", 1.0),
+     "space.optim.beta1_g.high: value 1.0 gives an invalid trial config: optim.beta1_g: got 1.0"),
+    (_set("space/optim.lr_g", {"type": "loguniform", "low": 1e-5, "high": 2}),
+     "space.optim.lr_g.high: value 2.0 gives an invalid trial config"),
+    (_set("space/scale", {"type": "int", "low": 2, "high": 4}),
+     "space.scale: value 3 gives an invalid trial config: scale: got 3"),
+    # searcher
+    (_set("searcher/algorithm", "cmaes"), "searcher.algorithm: got 'cmaes', expected one of tpe | random | grid"),
+    (_set("searcher/sed", 1), "searcher.sed: unknown key; did you mean seed?"),
+    (_set("searcher/seed", "x"), "searcher.seed: got 'x' (str), expected int"),
+    (_set("searcher/seed", -1), "searcher.seed: got -1, expected >= 0"),
+    (_set("searcher/n_startup_trials", -2), "searcher.n_startup_trials: got -2, expected >= 0"),
+    (_set("searcher", "tpe"), "searcher: got 'tpe', expected a mapping with keys algorithm, seed, n_startup_trials"),
+    (_set("searcher/algorithm", "grid"), "space.loss.beta.type: a loguniform range cannot be enumerated"),
+    (_set("space/loss.family/type", "grid"), "space.loss.family.type: grid params need searcher.algorithm: grid"),
+    (_set("searcher/algorithm", "nsga2"), "searcher.algorithm: nsga2 is multi-objective"),
+    # scheduler
+    (_set("scheduler/type", "hyperband"), "scheduler.type: got 'hyperband', expected one of asha | none"),
+    (_set("scheduler/grace_period", 10), "scheduler.grace_period: got 10, expected 1 to max_t (3) epochs"),
+    (_set("scheduler/reduction_factor", 1), "scheduler.reduction_factor: got 1, expected > 1"),
+    (_set("scheduler/max_t", 0), "scheduler.max_t: got 0, expected >= 1 epoch"),
+    (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"]}),
+     "scheduler.type: asha stops trials on one metric; a multi-objective study needs scheduler.type: none"),
+    # objective
+    (_set("objective/metric", "psnr"), "objective.metric: got 'psnr', not a reported metric; did you mean val_psnr?"),
+    (_set("objective/mode", "maximize"), "objective.mode: got 'maximize', expected one of max | min"),
+    (_drop("objective/mode"), "objective.mode: missing"),
+    (_set("objective/metrics", ["val_psnr"]), "objective: give either metric and mode, or metrics and modes"),
+    (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max"]}),
+     "objective.modes: got 1 modes for 2 metrics"),
+    (_set("objective", {"metrics": ["val_psnr", "val_psnr"], "modes": ["max", "max"]}),
+     "objective.metrics[1]: val_psnr appears twice"),
+    (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "up"]}),
+     "objective.modes[1]: got 'up', expected one of max | min"),
+    (_set("objective/goal", "x"), "objective.goal: unknown key"),
+    # how much runs, where
+    (_drop("trials"), "trials: missing; give the number of configurations"),
+    (_set("trials", 0), "trials: got 0, expected >= 1"),
+    (_set("trials", True), "trials: got True (bool), expected int or null"),
+    (_set("repeats", 0), "repeats: got 0, expected >= 1"),
+    (_set("max_concurrent", 0), "max_concurrent: got 0, expected >= 1 or null"),
+    (_set("resources/workers", 0), "resources.workers: got 0, expected >= 1"),
+    (_set("resources/cpus_per_worker", 0), "resources.cpus_per_worker: got 0, expected > 0"),
+    (_set("resources/gpus_per_worker", -1), "resources.gpus_per_worker: got -1, expected >= 0"),
+    (_set("resources/gpu", 1), "resources.gpu: unknown key"),
+    (_set("base/runtime.device", "cuda"), "resources.gpus_per_worker: got 0, but runtime.device can be cuda"),
+    (_set("storage", " "), "storage: empty"),
+    (_set("tracking_uri", 5), "tracking_uri: got 5 (int), expected str or null"),
+]
+ERRORS += [
+    # values fine alone, clashing with base or with each other
+    (lambda r: _set("space/scale", {"type": "categorical", "values": [2, 4]})(_set("base/data.patch_size", 34)(r)),
+     "space.scale: value 4 gives an invalid trial config: data.patch_size: got 34, must be divisible by scale 4"),
+    (lambda r: _set("space/scale", {"type": "categorical", "values": [2, 4]})(
+        _set("space/data.patch_size", {"type": "categorical", "values": [32, 34]})(_drop("base/data.patch_size")(r))),
+     "space.data.patch_size: value 34 gives an invalid trial config: data.patch_size: got 34, must be divisible by scale 4"),
+    (lambda r: _set("space/loss.pixel_weight", {"type": "categorical", "values": [0, 1]})(
+        _set("space/loss.vgg_weight", {"type": "categorical", "values": [0, 1]})(r)),
+     "space.loss.pixel_weight: value 0 gives an invalid trial config"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", ERRORS, ids=[m.split(":")[0] + f"-{i}" for i, (_, m) in enumerate(ERRORS)])
+def test_errors_are_one_line_and_name_the_field(mutate, message, tmp_path):
+    raw = mutate(raw_example(tmp_path))
+    with pytest.raises(StudySpecError) as info:
+        from_dict(raw)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(message), text
+
+
+def test_grid_trials_cannot_exceed_the_grid():
+    with pytest.raises(StudySpecError, match=r"^trials: got 10, but the grid has 6 points"):
+        from_dict({**grid_raw(), "trials": 10})
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(StudySpecError, match="no such study spec file"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nspace:\n  a: [1, 2\n")
+    with pytest.raises(StudySpecError, match=r"bad.yaml: not valid YAML \(line \d+\)"):
+        load_spec(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(StudySpecError, match="expected a mapping of study fields at the top level"):
+        load_spec(listy)
+
+
+# ----------------------------------------------------------------------------- shipped specs
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_spec_loads_and_opens_with_its_command(path):
+    spec = load_spec(path)
+    assert spec.total_trials >= 1
+    assert plan(spec)
+    lines = path.read_text().splitlines()
+    header = []
+    for line in lines:  # the opening comment block
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    command = f"python -m study.run search_spaces/{path.name}"
+    assert any(command in line for line in header), f"{path.name} must open with a comment giving `{command}`"
+
+
+def test_search_spaces_has_the_first_studies():
+    names = {p.name for p in SHIPPED}
+    assert {"smoke.yaml", "loss_family.yaml"} <= names, f"search_spaces/ holds {sorted(names)}"

@@ -1,0 +1,174 @@
+"""The trainer on tiny models: both phases for every loss family x upsampler x scale,
+the D:G ratio, exact resume, divergence, a 2-process gloo run and the CLI."""
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from trainables import train as train_mod
+from trainables.config import load_config
+from trainables.train import train
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    """Eight smooth-but-textured 96x96 RGB images (sums of random sinusoids)."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    for i in range(8):
+        img = np.zeros((96, 96, 3))
+        for _ in range(6):
+            fx, fy, phase = rng.uniform(0.5, 12, 2).tolist() + [rng.uniform(0, 6.28)]
+            img += rng.uniform(0.2, 1, 3) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)[..., None]
+        img = (img - img.min()) / (img.max() - img.min()) * 255
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i}.png")
+    return folder
+
+
+def tiny(folder: Path, **overrides):
+    base = {
+        "data.source": "folder", "data.path": str(folder), "data.patch_size": 32,
+        "data.val_images": 2, "data.val_patches_per_image": 2, "data.grid_images": 2,
+        "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16,
+        "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1, "schedule.patches_per_epoch": 32,
+        "schedule.batch_size": 8, "runtime.threads": 1,
+    }
+    base.update(overrides)
+    return load_config(overrides=base)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("upsampler", ["pixel_shuffle", "resize_conv"])
+@pytest.mark.parametrize("family", ["bce", "lsgan", "wgan_gp"])
+def test_every_family_upsampler_scale_runs_both_phases(photo_folder, tmp_path, family, upsampler, scale):
+    cfg = tiny(photo_folder, **{"loss.family": family, "model.upsampler": upsampler, "scale": scale})
+    reports = []
+    final = train(cfg, report=lambda m, c: reports.append((m, c)), out_dir=tmp_path)
+    assert [m["phase"] for m, _ in reports] == ["pretrain", "gan"]
+    assert final["status"] == "completed"
+    gan = reports[1][0]
+    for key in ("loss_g", "loss_d", "loss_adv", "d_real", "d_fake", "val_psnr", "val_ssim", "val_hf",
+                "bicubic_psnr", "images_per_s"):
+        assert np.isfinite(gan[key]), key
+    assert gan["bicubic_psnr"] > 15  # the reference is a real image comparison
+    assert Path(reports[1][1], "state.pt").is_file()
+    grid = Image.open(tmp_path / "grids" / "epoch_0002.png")
+    # 2 columns of 32 px tiles plus labels; 4 rows (SR, bicubic, LR, HR)
+    assert grid.size[1] == 4 * (32 + 2)
+
+
+def test_d_steps_per_g_is_honoured(photo_folder, tmp_path):
+    counts: Counter = Counter()
+    hook = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: counts.update([id(opt)]))
+    seen = {}
+    original = train_mod.Trainer.__init__
+
+    def spy(self, *a, **k):
+        original(self, *a, **k)
+        seen.update(pre=id(self.opt_pre), g=id(self.opt_g), d=id(self.opt_d))
+
+    try:
+        train_mod.Trainer.__init__ = spy
+        cfg = tiny(photo_folder, **{"schedule.d_steps_per_g": 3, "schedule.patches_per_epoch": 40,
+                                    "schedule.batch_size": 8})
+        final = train(cfg, out_dir=tmp_path)
+    finally:
+        train_mod.Trainer.__init__ = original
+        hook.remove()
+    batches = 40 // 8
+    assert counts[seen["pre"]] == batches  # pretraining: one G step per batch
+    assert counts[seen["g"]] == batches  # GAN phase: one G step per batch ...
+    assert counts[seen["d"]] == 3 * batches  # ... after three D steps
+    assert (final["g_steps"], final["d_steps"]) == (2 * batches, 3 * batches)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(photo_folder, tmp_path):
+    cfg = tiny(photo_folder, **{"schedule.pretrain_epochs": 1, "schedule.gan_epochs": 2, "loss.family": "wgan_gp"})
+    straight = train(cfg, out_dir=tmp_path / "a")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(metrics, ckpt):
+        if metrics["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, report=stop_after_two, out_dir=tmp_path / "b")
+    resumed = train(cfg, out_dir=tmp_path / "b", resume_from=tmp_path / "b" / "checkpoints" / "epoch_0002")
+    for key in ("loss_g", "loss_d", "loss_gp", "val_psnr", "val_ssim", "d_real", "g_steps", "d_steps"):
+        assert resumed[key] == straight[key], key
+    assert resumed["epoch"] == 3
+
+
+def test_nan_loss_ends_as_diverged(photo_folder, tmp_path, monkeypatch):
+    real = train_mod.pixel_mse
+    monkeypatch.setattr(train_mod, "pixel_mse", lambda sr, hr: real(sr, hr) * float("nan"))
+    reports = []
+    final = train(tiny(photo_folder), report=lambda m, c: reports.append((m, c)), out_dir=tmp_path)
+    assert final["status"] == "diverged"
+    assert final["diverged"] == 1
+    assert len(reports) == 1  # stopped in the first epoch, no further epochs
+    assert reports[0][1] is None  # no checkpoint of a diverged model
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, queue) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = tiny(Path(folder), **{"loss.family": "lsgan"})
+        reports = []
+        final = train(cfg, report=lambda m, c: reports.append((m["epoch"], m["val_psnr"], c)), out_dir=out)
+        params = torch.cat([p.detach().flatten() for p in
+                            torch.load(Path(out) / "checkpoints" / "epoch_0002" / "state.pt",
+                                       weights_only=False)["generator"].values()]) if rank == 0 else None
+        queue.put((rank, final["status"], reports, final["images_per_s"] > 0, None if params is None else
+                   float(params.float().abs().sum())))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_run(photo_folder, tmp_path):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "init"), str(photo_folder),
+                                                   str(tmp_path / "out"), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (r0, s0, rep0, ok0, _), (r1, s1, rep1, ok1, _) = results
+    assert s0 == s1 == "completed" and ok0 and ok1
+    # every rank reports rank 0's metrics; only rank 0 has a checkpoint folder
+    assert [(e, p) for e, p, _ in rep0] == [(e, p) for e, p, _ in rep1]
+    assert all(c is not None for _, _, c in rep0) and all(c is None for _, _, c in rep1)
+
+
+def test_cli_runs_and_prints_the_table(photo_folder, tmp_path):
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(
+        f"data: {{source: folder, path: '{photo_folder}', patch_size: 32, val_images: 2}}\n"
+        "model: {g_channels: 8, g_blocks: 1, d_channels: 8, d_dense: 16}\n"
+        "schedule: {pretrain_epochs: 1, gan_epochs: 1, patches_per_epoch: 16, batch_size: 8}\n")
+    done = subprocess.run([sys.executable, "-m", "trainables.train", str(cfg_file), "--set", "loss.beta=0.01",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "beta: 0.01" in done.stdout  # the resolved configuration is printed first
+    assert "bicubic" in done.stdout and "SR (last epoch)" in done.stdout
+    assert (tmp_path / "run" / "checkpoints" / "epoch_0002" / "state.pt").is_file()
+
+    bad = subprocess.run([sys.executable, "-m", "trainables.train", str(cfg_file), "--set", "loss.family=hinge"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "loss.family" in bad.stderr and "Traceback" not in bad.stderr

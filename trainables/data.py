@@ -1,0 +1,166 @@
+"""HR patches for training and validation, and the DataLoader that batches them.
+
+Images come from `trainables.sources.load_images` (re-exported here) as uint8
+(H, W, 3) RGB arrays; patches leave as uint8 (3, P, P) tensors. Turning them into
+[0, 1] / [-1, 1] floats and making LR from HR is `trainables.degrade`'s job.
+
+Training item i of epoch e is a pure function of (seed, e, i): no state is carried
+between items, so DataLoader workers, DistributedSampler shards and an exact resume
+all see the same patches.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from trainables.sources import load_images
+
+__all__ = ["TrainPatches", "load_images", "make_loader", "val_patches", "grid_offsets", "dihedral"]
+
+
+def dihedral(patch: np.ndarray, t: int) -> np.ndarray:
+    """One of the 8 flips/rotations of a (P, P, C) patch: t % 4 quarter turns, then a
+    left-right flip when t >= 4. t = 0 is the identity. Returns a view."""
+    out = np.rot90(patch, t % 4, axes=(0, 1))
+    return out[:, ::-1] if t >= 4 else out
+
+
+def grid_offsets(length: int, patch_size: int, n: int) -> list[int]:
+    """Top/left offsets of n crops spread over an axis: each crop is centred on the centre
+    of one of n equal cells, clamped inside the image. n = 1 gives the centre crop
+    offset (length - patch_size) // 2."""
+    return [min(max(((2 * j + 1) * length - n * patch_size) // (2 * n), 0), length - patch_size)
+            for j in range(n)]
+
+
+def _grid_shape(per_image: int, tall: bool) -> tuple[int, int]:
+    """(rows, cols) with rows * cols == per_image, as square as possible; the longer
+    image side gets the larger count. A prime count gives a single row (or column)."""
+    small = max(d for d in range(1, int(per_image ** 0.5) + 1) if per_image % d == 0)
+    big = per_image // small
+    return (big, small) if tall else (small, big)
+
+
+def _check_sizes(images: Sequence[np.ndarray], patch_size: int) -> None:
+    if not images:
+        raise ValueError("no images to cut patches from")
+    for k, img in enumerate(images):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"image {k}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+        if min(img.shape[:2]) < patch_size:
+            raise ValueError(f"image {k} is {img.shape[1]}x{img.shape[0]}, smaller than patch {patch_size}")
+
+
+class TrainPatches(Dataset):
+    """`length` HR patches per epoch, each a uint8 (3, P, P) tensor.
+
+    Random crops are uniform over every distinct patch position in the whole image set,
+    so an image is picked with probability proportional to its number of crop positions
+    (about its area): a few large photographs mixed with small ones are not
+    under-sampled per pixel. Centre crops pick images uniformly (each has one patch).
+    With `augment`, one of the 8 dihedral transforms is applied.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], patch_size: int,
+                 crop: Literal["random", "center"] = "random", augment: bool = True,
+                 length: int = 4096, seed: int = 0):
+        _check_sizes(images, patch_size)
+        if crop not in ("random", "center"):
+            raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
+        self.images = list(images)
+        self.patch_size = patch_size
+        self.crop = crop
+        self.augment = augment
+        self.length = length
+        self.seed = seed % 2**63  # numpy seed sequences take non-negative integers only
+        p = patch_size
+        self._cols = np.array([img.shape[1] - p + 1 for img in self.images], np.int64)
+        positions = np.array([(img.shape[0] - p + 1) for img in self.images], np.int64) * self._cols
+        self._ends = np.cumsum(positions)  # crop positions of images 0..k together
+        # a shared-memory scalar, so persistent DataLoader workers see set_epoch too
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before iterating the epoch's DataLoader (workers prefetch at `iter()`)."""
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, i: int) -> tuple[int, int, int, int]:
+        """(image index, top, left, dihedral t) of item i in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        p = self.patch_size
+        if self.crop == "random":
+            pos = int(rng.integers(self._ends[-1]))
+            k = int(np.searchsorted(self._ends, pos, side="right"))
+            offset = pos - (int(self._ends[k - 1]) if k else 0)
+            top, left = divmod(offset, int(self._cols[k]))
+        else:
+            k = int(rng.integers(len(self.images)))
+            h, w = self.images[k].shape[:2]
+            top, left = (h - p) // 2, (w - p) // 2
+        t = int(rng.integers(8)) if self.augment else 0
+        return k, top, left, t
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if not 0 <= i < self.length:
+            raise IndexError(f"item {i} of {self.length}")
+        k, top, left, t = self.locate(i)
+        p = self.patch_size
+        patch = dihedral(self.images[k][top:top + p, left:left + p], t)  # (P, P, 3) view
+        return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))  # (3, P, P) uint8
+
+
+def val_patches(images: Sequence[np.ndarray], patch_size: int, per_image: int = 1) -> torch.Tensor:
+    """Deterministic validation patches, uint8 (N * per_image, 3, P, P), image-major.
+
+    per_image = 1 takes each image's centre crop; more take a rows x cols grid of crops
+    (rows * cols == per_image, as square as possible, the longer side getting more),
+    each centred on one grid cell, row-major.
+    """
+    _check_sizes(images, patch_size)
+    if per_image < 1:
+        raise ValueError(f"per_image: got {per_image}, expected >= 1")
+    p = patch_size
+    out = []
+    for img in images:
+        h, w = img.shape[:2]
+        rows, cols = _grid_shape(per_image, tall=h > w)
+        for top in grid_offsets(h, p, rows):
+            for left in grid_offsets(w, p, cols):
+                out.append(img[top:top + p, left:left + p])
+    return torch.from_numpy(np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2)))
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, rank: int = 0,
+                world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Batches of (B, 3, P, P) uint8 patches; incomplete batches are dropped.
+
+    Items are already random, so the sampler never shuffles: with world_size > 1 each
+    rank takes every world_size-th item (DistributedSampler, shuffle off). Call
+    `dataset.set_epoch(e)` before iterating each epoch.
+    """
+    sampler = None
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                     shuffle=False, seed=seed, drop_last=True)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),  # seeds workers; items need no randomness
+    )

@@ -1,0 +1,218 @@
+"""The SRResNet-style generator, the SRGAN-style discriminator and their typed builders.
+
+Image ranges (the paper's normalisation): the generator takes LR in [0, 1] and returns
+SR in [-1, 1]; the discriminator takes HR or SR in [-1, 1] and returns raw scores (no
+sigmoid: the adversarial loss family in `trainables.losses` decides what they mean).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrialConfig
+
+
+def _conv(c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    """A 'same'-padded k x k convolution (odd k); stride 2 halves the side (rounding up)."""
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=bias)
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+def pixel_shuffle_up(channels: int) -> nn.Module:
+    """x2: conv3x3 to 4C, PixelShuffle(2), PReLU. Can show a gridding artifact early on."""
+    return nn.Sequential(
+        _conv(channels, 4 * channels, 3),  # (B, 4C, h, w)
+        nn.PixelShuffle(2),  # (B, C, 2h, 2w)
+        nn.PReLU(channels),
+    )
+
+
+def resize_conv_up(channels: int) -> nn.Module:
+    """x2: nearest-neighbour resize, conv3x3, PReLU (avoids checkerboard/grid artifacts)."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),  # (B, C, 2h, 2w)
+        _conv(channels, channels, 3),
+        nn.PReLU(channels),
+    )
+
+
+# Explicit name -> builder lookup; the names are `config.Upsampler`'s Literal.
+UPSAMPLERS = {
+    "pixel_shuffle": pixel_shuffle_up,
+    "resize_conv": resize_conv_up,
+}
+
+GLOBAL_SKIPS = ("none", "bicubic")
+
+
+class ResidualBlock(nn.Module):
+    """conv3-BN-PReLU-conv3-BN plus identity, at constant width C."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        # no conv bias: the BN right after it has its own shift
+        self.body = nn.Sequential(
+            _conv(channels, channels, 3, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.PReLU(channels),
+            _conv(channels, channels, 3, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """SRResNet: LR (B, in_channels, h, w) in [0, 1] -> SR (B, 3, h*scale, w*scale) in [-1, 1].
+
+    head conv9 + PReLU -> `blocks` residual blocks -> conv3 + BN + long skip from the
+    head -> log2(scale) x2 upsampling blocks -> conv9 to RGB, then the output stage:
+
+    - global_skip "none": SR = tanh(conv(...)), the paper's plain output.
+    - global_skip "bicubic": SR = clamp(bicubic(LR[:, :3]) * 2 - 1 + conv(...), -1, 1),
+      a global residual over the bicubic upsample (VDSR, BasicSR's MSRResNet). The
+      last conv starts at zero, so at step 0 SR equals the (clamped) bicubic upsample
+      and training only has to learn the missing detail: this is what lets short CPU
+      runs beat bicubic.
+
+    The input is mapped from [0, 1] to [-1, 1] inside (`lr * 2 - 1`) so callers pass
+    LR as the data pipeline makes it. With `in_channels` > 3 (stacked video frames),
+    the first 3 channels are the frame the bicubic skip upsamples.
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        channels: int,
+        blocks: int,
+        upsampler: str,
+        global_skip: str,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if scale < 2 or scale & (scale - 1):
+            raise ValueError(f"scale: got {scale}, expected a power of 2 (2, 4, ...)")
+        if upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler: got {upsampler!r}, expected one of {', '.join(UPSAMPLERS)}")
+        if global_skip not in GLOBAL_SKIPS:
+            raise ValueError(f"global_skip: got {global_skip!r}, expected one of {', '.join(GLOBAL_SKIPS)}")
+        if in_channels < 3:
+            raise ValueError(f"in_channels: got {in_channels}, expected >= 3 (RGB first)")
+        self.scale = scale
+        self.global_skip = global_skip
+        self.head = nn.Sequential(_conv(in_channels, channels, 9), nn.PReLU(channels))
+        self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
+        self.body_tail = nn.Sequential(_conv(channels, channels, 3, bias=False), nn.BatchNorm2d(channels))
+        self.upsample = nn.Sequential(*(UPSAMPLERS[upsampler](channels) for _ in range(int(math.log2(scale)))))
+        self.tail = _conv(channels, 3, 9)
+        if global_skip == "bicubic":
+            # start as the identity on top of bicubic: the residual is learnt from zero
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        head = self.head(lr * 2 - 1)  # (B, C, h, w)
+        feats = head + self.body_tail(self.body(head))  # long skip, (B, C, h, w)
+        out = self.tail(self.upsample(feats))  # (B, 3, h*s, w*s)
+        if self.global_skip == "none":
+            return torch.tanh(out)
+        base = F.interpolate(lr[:, :3], scale_factor=self.scale, mode="bicubic", align_corners=False)
+        # bicubic overshoots [0, 1] at edges; the clamp keeps SR in [-1, 1] like HR
+        return torch.clamp(base * 2 - 1 + out, -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- discriminator
+
+
+NORMS = ("batch", "none")
+
+
+def _lrelu() -> nn.Module:
+    # not in-place: WGAN-GP differentiates through D twice (create_graph=True)
+    return nn.LeakyReLU(0.2)
+
+
+class Discriminator(nn.Module):
+    """SRGAN discriminator: HR/SR patches (B, 3, P, P) in [-1, 1] -> raw scores (B,).
+
+    conv3 (stride 1) + LeakyReLU(0.2), then seven conv3-[BN]-LeakyReLU blocks with
+    strides 2, 1, 2, 1, 2, 1, 2 and widths C, 2C, 2C, 4C, 4C, 8C, 8C (8 convs in all, as
+    in SRGAN), then dense layers on the flattened (8C, P/16, P/16) map:
+    Linear(dense) -> LeakyReLU(0.2) -> Linear(1). The dense head fixes the input size,
+    so `patch_size` must be the HR patch side and a multiple of 16.
+
+    `norm="none"` drops BatchNorm (the convs then get biases). WGAN-GP conventionally
+    uses no BN: its gradient penalty is per sample, and BN couples the samples of a
+    batch; `build_discriminator` picks "none" for the wgan_gp family.
+    """
+
+    def __init__(self, patch_size: int, channels: int, dense: int, norm: str = "batch") -> None:
+        super().__init__()
+        if patch_size <= 0 or patch_size % 16:
+            raise ValueError(
+                f"patch_size: got {patch_size}, the discriminator needs a multiple of 16 (4 stride-2 convs)"
+            )
+        if norm not in NORMS:
+            raise ValueError(f"norm: got {norm!r}, expected one of {', '.join(NORMS)}")
+        self.patch_size = patch_size
+        layers: list[nn.Module] = [_conv(3, channels, 3), _lrelu()]
+        c_in = channels
+        # (width multiplier, stride) of blocks 2..8: width doubles every two convs
+        for mult, stride in ((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2)):
+            c_out = mult * channels
+            layers.append(_conv(c_in, c_out, 3, stride=stride, bias=norm == "none"))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(_lrelu())
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        side = patch_size // 16
+        self.head = nn.Sequential(
+            nn.Flatten(),  # (B, 8C * P/16 * P/16)
+            nn.Linear(c_in * side * side, dense),
+            _lrelu(),
+            nn.Linear(dense, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.patch_size, self.patch_size):
+            raise ValueError(
+                f"discriminator built for {self.patch_size}x{self.patch_size} patches, got {tuple(x.shape[-2:])}"
+            )
+        return self.head(self.features(x)).squeeze(1)  # (B,)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def build_generator(cfg: TrialConfig) -> Generator:
+    m = cfg.model
+    return Generator(
+        scale=cfg.scale,
+        channels=m.g_channels,
+        blocks=m.g_blocks,
+        upsampler=m.upsampler,
+        global_skip=m.global_skip,
+    )
+
+
+def build_discriminator(cfg: TrialConfig) -> Discriminator:
+    """BN unless the family is wgan_gp (its per-sample gradient penalty and BN do not mix)."""
+    return Discriminator(
+        patch_size=cfg.data.patch_size,
+        channels=cfg.model.d_channels,
+        dense=cfg.model.d_dense,
+        norm="none" if cfg.loss.family == "wgan_gp" else "batch",
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not) in `module`."""
+    return sum(p.numel() for p in module.parameters())

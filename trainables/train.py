@@ -1,0 +1,361 @@
+"""The GAN trainer: MSE pretraining of G, then alternating D and G steps; one function, `train`.
+
+The trainer does not know who launched it: rank and world size come from
+torch.distributed, results leave through the `report(metrics, checkpoint_dir)` callable.
+`python -m trainables.train [CONFIG.yaml] [--set key=value ...]` runs it alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from trainables import checkpoint
+from trainables.config import TrialConfig
+from trainables.data import TrainPatches, load_images, make_loader, val_patches
+from trainables.degrade import bicubic_down, hr_to_model, to_float01
+from trainables.distributed import DistInfo, any_true, broadcast, dist_info, pick_device, sum_across
+from trainables.grids import save_grid
+from trainables.losses import ADVERSARIAL, gradient_penalty, load_vgg54, pixel_mse
+from trainables.models import build_discriminator, build_generator
+from trainables.validation import Validator
+
+Report = Callable[[dict[str, Any], "str | None"], None]
+
+# Running sums kept on the device during an epoch (one .item() sync per epoch, not per step).
+LOSS_KEYS = ("loss_pixel", "loss_vgg", "loss_adv", "loss_g", "loss_d", "loss_gp", "d_real", "d_fake")
+DIVERGENCE_CHECK_EVERY = 20  # steps between finiteness checks (each costs a device sync)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DDP) else model
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """D's weights take no gradient during G's step; under DDP its grads are not synced either."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    sync = model.no_sync() if isinstance(model, DDP) else contextlib.nullcontext()
+    try:
+        with sync:
+            yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """The state of one run: models, optimisers, data, counters."""
+
+    def __init__(self, cfg: TrialConfig, info: DistInfo, device: torch.device):
+        self.cfg, self.info, self.device = cfg, info, device
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.generator: nn.Module = build_generator(cfg).to(device)
+        self.discriminator: nn.Module = build_discriminator(cfg).to(device)
+        self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+        for m in (self.generator, self.discriminator):
+            m.to(memory_format=self.memory_format)
+        o = cfg.optim
+        self.opt_pre = torch.optim.Adam(self.generator.parameters(), lr=o.lr_pretrain, betas=(0.9, o.beta2))
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
+        if info.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.generator = DDP(self.generator, device_ids=ids)
+            self.discriminator = DDP(self.discriminator, device_ids=ids)
+        self.adversarial = ADVERSARIAL[cfg.loss.family]
+        self.vgg = load_vgg54().to(device) if cfg.loss.vgg_weight > 0 else None
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
+        self.epoch = 0  # epochs completed
+        self.g_steps = 0
+        self.d_steps = 0
+        self.best_psnr = -math.inf
+        self.best_epoch = 0
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": unwrap(self.generator).state_dict(),
+            "discriminator": unwrap(self.discriminator).state_dict(),
+            "opt_pre": self.opt_pre.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "epoch": self.epoch,
+            "phase": self.phase(self.epoch - 1) if self.epoch else "pretrain",
+            "g_steps": self.g_steps,
+            "d_steps": self.d_steps,
+            "best_psnr": self.best_psnr,
+            "best_epoch": self.best_epoch,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        unwrap(self.generator).load_state_dict(state["generator"])
+        unwrap(self.discriminator).load_state_dict(state["discriminator"])
+        self.opt_pre.load_state_dict(state["opt_pre"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for key in ("epoch", "g_steps", "d_steps", "best_psnr", "best_epoch"):
+            setattr(self, key, state[key])
+        checkpoint.set_rng_state(state["rng"])
+
+    def phase(self, epoch: int) -> str:
+        return "pretrain" if epoch < self.cfg.schedule.pretrain_epochs else "gan"
+
+    # ------------------------------------------------------------------ steps
+
+    def pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
+        with self.autocast:
+            sr = self.generator(lr)  # (B, 3, H, W) in [-1, 1]
+            loss = pixel_mse(sr.float(), hr)
+        self.opt_pre.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip(self.generator)
+        self.opt_pre.step()
+        self.g_steps += 1
+        sums[LOSS_KEYS.index("loss_pixel")] += loss.detach()
+        sums[LOSS_KEYS.index("loss_g")] += loss.detach()
+
+    def gan_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
+        cfg, adv, D = self.cfg, self.adversarial, self.discriminator
+        with self.autocast:
+            sr = self.generator(lr)  # (B, 3, H, W) in [-1, 1]; one G forward serves both updates
+        fake = sr.detach()
+
+        # (1) update D: d_steps_per_g steps on this batch with G held fixed
+        for _ in range(cfg.schedule.d_steps_per_g):
+            with self.autocast:
+                real_score, fake_score = D(hr).float(), D(fake).float()  # (B,) raw scores
+                loss_d = adv.d_loss(real_score, fake_score)
+            gp = torch.zeros((), device=self.device)
+            if cfg.loss.family == "wgan_gp":
+                gp = gradient_penalty(D, hr, fake)
+                loss_d = loss_d + cfg.loss.gp_weight * gp
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self._clip(D)
+            self.opt_d.step()
+            self.d_steps += 1
+        sums[LOSS_KEYS.index("loss_d")] += loss_d.detach()
+        sums[LOSS_KEYS.index("loss_gp")] += gp.detach()
+        sums[LOSS_KEYS.index("d_real")] += adv.score(real_score.detach()).mean()
+        sums[LOSS_KEYS.index("d_fake")] += adv.score(fake_score.detach()).mean()
+
+        # (2) update G: content + beta * adversarial, D frozen
+        with self.autocast:
+            with frozen(D):
+                loss_adv = adv.g_loss(D(sr).float())
+            loss_pixel = pixel_mse(sr.float(), hr)
+            loss_vgg = self.vgg(sr, hr).float() if self.vgg is not None else torch.zeros((), device=self.device)
+        loss_g = cfg.loss.pixel_weight * loss_pixel + cfg.loss.vgg_weight * loss_vgg + cfg.loss.beta * loss_adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self._clip(self.generator)
+        self.opt_g.step()
+        self.g_steps += 1
+        for key, value in (("loss_pixel", loss_pixel), ("loss_vgg", loss_vgg), ("loss_adv", loss_adv), ("loss_g", loss_g)):
+            sums[LOSS_KEYS.index(key)] += value.detach()
+
+    def _clip(self, model: nn.Module) -> None:
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+
+    # ------------------------------------------------------------------ epoch
+
+    def run_epoch(self, loader, dataset: TrainPatches, progress: Callable[[str], None] | None) -> tuple[dict, bool]:
+        """One pass over the epoch's patches; returns (mean train metrics, diverged)."""
+        epoch, phase, scale = self.epoch, self.phase(self.epoch), self.cfg.scale
+        dataset.set_epoch(epoch)
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        # per-epoch reseed: noise (WGAN-GP interpolation weights) is a function of
+        # (seed, epoch, rank), so a resumed run continues exactly, on every rank
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + self.info.rank)
+        sums = torch.zeros(len(LOSS_KEYS), device=self.device)
+        steps, images, diverged = 0, 0, False
+        step_fn = self.pretrain_step if phase == "pretrain" else self.gan_step
+        start = last_note = time.perf_counter()
+        self.generator.train()
+        self.discriminator.train()
+        for batch in loader:  # (B, 3, P, P) uint8 HR patches
+            hr01 = to_float01(batch.to(self.device, non_blocking=True))
+            lr = bicubic_down(hr01, scale).contiguous(memory_format=self.memory_format)  # (B, 3, P/s, P/s) in [0, 1]
+            hr = hr_to_model(hr01).contiguous(memory_format=self.memory_format)  # (B, 3, P, P) in [-1, 1]
+            step_fn(lr, hr, sums)
+            steps += 1
+            images += batch.shape[0]
+            if steps % DIVERGENCE_CHECK_EVERY == 0:
+                diverged = any_true(not bool(torch.isfinite(sums).all()), self.info, self.device)
+                if diverged:
+                    break
+            if progress is not None and time.perf_counter() - last_note > 10:
+                last_note = time.perf_counter()
+                progress(f"  epoch {epoch + 1} ({phase}): {images * self.info.world_size} / "
+                         f"{self.cfg.schedule.patches_per_epoch} patches")
+        if not diverged:
+            diverged = any_true(not bool(torch.isfinite(sums).all()), self.info, self.device)
+        elapsed = time.perf_counter() - start
+        totals = sum_across(torch.cat([sums, torch.tensor([steps], device=self.device, dtype=sums.dtype)]), self.info)
+        n = max(float(totals[-1].item()), 1.0)
+        train = {k: float(v) / n for k, v in zip(LOSS_KEYS, totals[:-1].tolist())}
+        train["images_per_s"] = images * self.info.world_size / max(elapsed, 1e-9)
+        train["train_time_s"] = elapsed
+        return train, diverged
+
+
+def train(
+    cfg: TrialConfig,
+    report: Report | None = None,
+    out_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train one model; call `report(metrics, checkpoint_dir)` after every epoch.
+
+    `metrics` are the same on every rank; `checkpoint_dir` is a folder on rank 0 and
+    None elsewhere. Returns the last epoch's metrics, whose `status` is `completed` or
+    `diverged` (NaN/inf losses end the run; they are not an exception).
+    """
+    info = dist_info()
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = pick_device(cfg.runtime.device, info)
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="srstudy-"))
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_images, val_images = load_images(cfg.data)
+    dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
+                           length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+    loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, info.rank, info.world_size, cfg.seed)
+    validator = Validator(val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image),
+                          cfg.scale, cfg.data.grid_images, device) if info.is_main else None
+
+    trainer = Trainer(cfg, info, device)
+    if resume_from is not None:
+        _, state = checkpoint.load(resume_from, map_location=device)
+        trainer.load_state(state)
+
+    total = cfg.schedule.pretrain_epochs + cfg.schedule.gan_epochs
+    metrics: dict[str, Any] = {"status": "completed", "epoch": trainer.epoch}
+    while trainer.epoch < total:
+        phase = trainer.phase(trainer.epoch)
+        train_metrics, diverged = trainer.run_epoch(loader, dataset, progress if info.is_main else None)
+        trainer.epoch += 1
+        done = diverged or trainer.epoch == total
+        metrics = {"epoch": trainer.epoch, "phase": phase, "status": "diverged" if diverged else
+                   ("completed" if done else "running"), "diverged": int(diverged),
+                   "g_steps": trainer.g_steps, "d_steps": trainer.d_steps, **train_metrics}
+        ckpt_dir = None
+        if info.is_main:
+            if not diverged:
+                val, grid = validator.evaluate(unwrap(trainer.generator), cfg.runtime.channels_last)
+                metrics.update(val)
+                if val["val_psnr"] > trainer.best_psnr:
+                    trainer.best_psnr, trainer.best_epoch = val["val_psnr"], trainer.epoch
+                save_grid(grid, out / "grids" / f"epoch_{trainer.epoch:04d}.png")
+                metrics["grid_path"] = str(out / "grids" / f"epoch_{trainer.epoch:04d}.png")
+            metrics.update(best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch)
+            if not diverged:
+                ckpt_dir = str(checkpoint.save(out / "checkpoints" / f"epoch_{trainer.epoch:04d}", cfg, trainer.state()))
+        metrics = broadcast(metrics, info)
+        if report is not None:
+            report(metrics, ckpt_dir)
+        if info.is_main and ckpt_dir is not None:
+            # keep the newest checkpoint and the best epoch's; the others were reported already
+            keep = {Path(ckpt_dir).name, f"epoch_{trainer.best_epoch:04d}"}
+            for old in (out / "checkpoints").iterdir():
+                if old.name not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
+        if diverged:
+            break
+    return metrics
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _print_table(metrics: dict[str, Any], out: Path) -> None:
+    rows = [("SR (last epoch)", metrics.get("val_psnr"), metrics.get("val_ssim"), metrics.get("val_hf")),
+            ("bicubic", metrics.get("bicubic_psnr"), metrics.get("bicubic_ssim"), metrics.get("bicubic_hf"))]
+    print(f"\n{'':18} {'PSNR (dB)':>10} {'SSIM':>8} {'HF ratio':>9}")
+    for name, p, s, h in rows:
+        if p is None:
+            continue
+        print(f"{name:18} {p:10.2f} {s:8.4f} {h:9.3f}")
+    print(f"\nstatus {metrics['status']} after {metrics['epoch']} epochs; best validation PSNR "
+          f"{metrics.get('best_val_psnr', float('nan')):.2f} dB at epoch {metrics.get('best_epoch')}")
+    print(f"checkpoints: {out / 'checkpoints'}   grids: {out / 'grids'}")
+    best = out / "checkpoints" / f"epoch_{metrics.get('best_epoch', 0):04d}"
+    if best.exists():
+        print(f"score on a benchmark: python -m trainables.evaluate --checkpoint {best} --data DIR --scale "
+              f"{load_scale(best)}")
+
+
+def load_scale(folder: Path) -> int:
+    return checkpoint.load(folder)[0].scale
+
+
+def _epoch_line(m: dict[str, Any]) -> str:
+    line = (f"epoch {m['epoch']:3d} {m['phase']:8} loss_g {m['loss_g']:.4f}")
+    if m["phase"] == "gan":
+        line += f" loss_d {m['loss_d']:.4f} D(real) {m['d_real']:.3f} D(fake) {m['d_fake']:.3f}"
+    if "val_psnr" in m:
+        line += f" | val PSNR {m['val_psnr']:.2f} (bicubic {m['bicubic_psnr']:.2f}) SSIM {m['val_ssim']:.4f}"
+    return line + f" | {m['images_per_s']:.0f} img/s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+    import sys
+
+    from trainables.config import dump_yaml, load_config, parse_set_args
+    from trainables.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", help="YAML trial config (defaults for anything it omits)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one value, e.g. --set loss.beta=0.01 (repeatable)")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/train-YYYYmmdd-HHMMSS)")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR", help="continue from a checkpoint folder")
+    args = parser.parse_args(argv)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():  # launched by torchrun
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    say = print if main_rank else (lambda *a, **k: None)
+    try:
+        cfg = load_config(args.config, parse_set_args(args.overrides))
+        out = Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S"))
+        say("resolved configuration:\n" + dump_yaml(cfg))
+        say(f"output folder: {out}\n")
+        result = train(cfg, report=lambda m, _: say(_epoch_line(m), flush=True), out_dir=out,
+                       resume_from=args.resume, progress=lambda s: say(s, flush=True))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume <latest checkpoint folder>", file=sys.stderr)
+        return 130
+    if main_rank:
+        _print_table(result, out)
+    return 0 if result["status"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
