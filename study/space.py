@@ -231,8 +231,10 @@ def parse_param(key: str, raw: Any) -> Param:
 
 def parse_space(raw: Any, base: Mapping[str, Any]) -> dict[str, Param]:
     """Params keyed by dotted trial-config keys, each value checked on top of `base` (flat)."""
-    if raw is None:
-        return {}
+    if not raw:
+        # Ray's OptunaSearch refuses an empty space; a one-value grid param repeats one config
+        fail("space", "missing or empty; name at least one trial-config key to search (to rerun "
+                      "one configuration, use searcher grid, a one-value grid param and repeats)")
     if not isinstance(raw, Mapping):
         fail("space", f"got {raw!r}, expected a mapping of dotted trial-config keys to params")
     space: dict[str, Param] = {}

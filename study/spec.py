@@ -122,7 +122,7 @@ class StudySpec:
     name: str  # letters, digits, - and _: an MLflow experiment name and a folder name
     description: str = ""  # the question the study answers
     base: dict[str, Any] = field(default_factory=dict)  # fixed trial-config overrides
-    space: dict[str, Param] = field(default_factory=dict)  # searched trial-config keys
+    space: dict[str, Param] = field(default_factory=dict)  # searched trial-config keys (one or more)
     searcher: Searcher = field(default_factory=Searcher)
     scheduler: Scheduler = field(default_factory=Scheduler)
     objective: Objective = field(default_factory=Objective)
@@ -311,17 +311,19 @@ def from_dict(raw: Any) -> StudySpec:
                                    "(two or more), or use tpe")
 
     # the scheduler: ASHA counts epochs, so max_t defaults to the longest trial
+    if scheduler.max_t is not None and scheduler.max_t < 1:
+        fail("scheduler.max_t", f"got {scheduler.max_t}, expected >= 1 epoch or null")
+    if scheduler.grace_period < 1:
+        fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected >= 1 epoch")
+    if scheduler.reduction_factor <= 1:
+        fail("scheduler.reduction_factor", f"got {scheduler.reduction_factor:g}, expected > 1")
     if scheduler.type == "asha":
         if objective.multi:
             fail("scheduler.type", "asha stops trials on one metric; a multi-objective study needs "
                                    "scheduler.type: none")
         max_t = scheduler.max_t if scheduler.max_t is not None else _max_epochs(space, base_cfg)
-        if max_t < 1:
-            fail("scheduler.max_t", f"got {max_t}, expected >= 1 epoch")
-        if not 1 <= scheduler.grace_period <= max_t:
-            fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected 1 to max_t ({max_t}) epochs")
-        if scheduler.reduction_factor <= 1:
-            fail("scheduler.reduction_factor", f"got {scheduler.reduction_factor:g}, expected > 1")
+        if scheduler.grace_period > max_t:
+            fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected at most max_t ({max_t}) epochs")
         scheduler = dataclasses.replace(scheduler, max_t=max_t)
 
     # how much runs, where
@@ -480,14 +482,14 @@ def plan(spec: StudySpec) -> list[str]:
         lines.append("scheduler: none (every trial runs all its epochs)")
     goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} {n}" for n, m in zip(o.metrics, o.modes))
     lines.append(f"objective: {goals}" + (" (Pareto front)" if o.multi else ""))
-    lines.append(f"trials: {spec.trials} configurations x {spec.repeats} repeats = {spec.total_trials} trials")
+    lines.append(f"trials: {spec.trials} configuration(s) x {spec.repeats} repeat(s) = {spec.total_trials} trials")
     lines.append(f"concurrency: {spec.max_concurrent if spec.max_concurrent else 'as many as the resources allow'}")
     lines.append(f"resources per trial: {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)")
     lines.append(f"storage: {spec.storage or DEFAULT_STORAGE + ' (default)'}")
     lines.append(f"tracking: {spec.tracking_uri or 'MLflow default (sqlite:///mlflow.db)'}")
     if spec.base:
         lines.append("base: " + ", ".join(f"{k}={short(v)}" for k, v in spec.base.items()))
-    lines.append("space:" + ("" if spec.space else " (empty: the base config only)"))
-    width = max((len(k) for k in spec.space), default=0)
+    lines.append("space:")
+    width = max(len(k) for k in spec.space)
     lines += [f"  {k:<{width}}  {p.describe()}" for k, p in spec.space.items()]
     return lines

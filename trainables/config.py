@@ -268,11 +268,20 @@ def validate(cfg: TrialConfig) -> TrialConfig:
 
 
 def parse_value(text: str) -> Any:
-    """A `--set` value as YAML scalar: `0.01` -> float, `true` -> bool, `null` -> None."""
+    """A `--set` value as YAML scalar: `0.01` -> float, `true` -> bool, `null` -> None.
+
+    YAML 1.1 reads `1e-4` (no dot) as a string; a person means a number.
+    """
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

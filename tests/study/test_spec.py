@@ -107,8 +107,8 @@ def test_hash_is_12_hex_and_changes_with_the_spec(example):
 
 
 def test_defaults_for_a_minimal_spec():
-    spec = from_dict({"name": "min", "trials": 1})
-    assert spec.space == {} and spec.base == {}
+    spec = from_dict({"name": "min", "trials": 1, "space": {"loss.beta": {"type": "uniform", "low": 0, "high": 1}}})
+    assert spec.base == {}
     assert spec.searcher.algorithm == "tpe" and spec.searcher.n_startup_trials == 4
     assert spec.scheduler.type == "none" and spec.scheduler.max_t is None
     assert spec.objective.metrics == ("val_psnr",) and spec.objective.modes == ("max",)
@@ -162,7 +162,7 @@ def test_plan_describes_the_study(example):
     assert "searcher: tpe (seed 1, 3 random startup trials" in text
     assert "scheduler: asha on epoch (grace period 1, reduction factor 2, max_t 3)" in text
     assert "objective: maximise val_psnr" in text
-    assert "trials: 6 configurations x 2 repeats = 12 trials" in text
+    assert "trials: 6 configuration(s) x 2 repeat(s) = 12 trials" in text
     assert "concurrency: 2" in text
     assert "storage: ./study_results (default)" in text
     assert any("loss.beta" in line and "loguniform [0.0001, 0.1]" in line for line in lines)
@@ -257,6 +257,14 @@ def _drop(path: str):
     return apply
 
 
+def _all(*mutations):
+    def apply(raw):
+        for mutate in mutations:
+            raw = mutate(raw)
+        return raw
+    return apply
+
+
 CAT = {"type": "categorical", "values": ["bce", "lsgan"]}
 
 ERRORS = [
@@ -274,6 +282,8 @@ ERRORS = [
     (_set("base", {"data": {"patch_size": 32}, "data.patch_size": 32}), "base.data.patch_size: set twice"),
     # space keys
     (_set("space", [1]), "space: got [1], expected a mapping"),
+    (_drop("space"), "space: missing or empty; name at least one trial-config key"),
+    (_set("space", {}), "space: missing or empty"),
     (_set("space/loss.betta", CAT), "space.loss.betta: not a trial-config key; did you mean loss.beta?"),
     (_set("space/loss", CAT), "space.loss: a section; key the space by dotted fields such as loss.family"),
     (_set("space/nonsense", CAT), "space.nonsense: not a trial-config key (sections: data, loss, model"),
@@ -320,9 +330,10 @@ ERRORS = [
     (_set("searcher/algorithm", "nsga2"), "searcher.algorithm: nsga2 is multi-objective"),
     # scheduler
     (_set("scheduler/type", "hyperband"), "scheduler.type: got 'hyperband', expected one of asha | none"),
-    (_set("scheduler/grace_period", 10), "scheduler.grace_period: got 10, expected 1 to max_t (3) epochs"),
+    (_set("scheduler/grace_period", 10), "scheduler.grace_period: got 10, expected at most max_t (3) epochs"),
     (_set("scheduler/reduction_factor", 1), "scheduler.reduction_factor: got 1, expected > 1"),
-    (_set("scheduler/max_t", 0), "scheduler.max_t: got 0, expected >= 1 epoch"),
+    (_set("scheduler/max_t", 0), "scheduler.max_t: got 0, expected >= 1 epoch or null"),
+    (_set("scheduler/grace_period", 0), "scheduler.grace_period: got 0, expected >= 1 epoch"),
     (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"]}),
      "scheduler.type: asha stops trials on one metric; a multi-objective study needs scheduler.type: none"),
     # objective
@@ -351,15 +362,16 @@ ERRORS = [
     (_set("storage", " "), "storage: empty"),
     (_set("tracking_uri", 5), "tracking_uri: got 5 (int), expected str or null"),
 ]
+SCALES = {"type": "categorical", "values": [2, 4]}
 ERRORS += [
-    # values fine alone, clashing with base or with each other
-    (lambda r: _set("space/scale", {"type": "categorical", "values": [2, 4]})(_set("base/data.patch_size", 34)(r)),
+    # values fine alone that clash with base or with each other
+    (_all(_set("base/data.patch_size", 34), _set("space/scale", SCALES)),
      "space.scale: value 4 gives an invalid trial config: data.patch_size: got 34, must be divisible by scale 4"),
-    (lambda r: _set("space/scale", {"type": "categorical", "values": [2, 4]})(
-        _set("space/data.patch_size", {"type": "categorical", "values": [32, 34]})(_drop("base/data.patch_size")(r))),
-     "space.data.patch_size: value 34 gives an invalid trial config: data.patch_size: got 34, must be divisible by scale 4"),
-    (lambda r: _set("space/loss.pixel_weight", {"type": "categorical", "values": [0, 1]})(
-        _set("space/loss.vgg_weight", {"type": "categorical", "values": [0, 1]})(r)),
+    (_all(_drop("base/data.patch_size"), _set("space/scale", SCALES),
+          _set("space/data.patch_size", {"type": "categorical", "values": [32, 34]})),
+     "space.data.patch_size: value 34 gives an invalid trial config: data.patch_size: got 34, must be divisible"),
+    (_all(_set("space/loss.pixel_weight", {"type": "categorical", "values": [0, 1]}),
+          _set("space/loss.vgg_weight", {"type": "categorical", "values": [0, 1]})),
      "space.loss.pixel_weight: value 0 gives an invalid trial config"),
 ]
 
@@ -372,6 +384,13 @@ def test_errors_are_one_line_and_name_the_field(mutate, message, tmp_path):
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith(message), text
+
+
+def test_one_configuration_repeated_is_a_one_point_grid():
+    spec = from_dict({"name": "seeds", "repeats": 5, "searcher": {"algorithm": "grid"},
+                      "space": {"model.upsampler": {"type": "grid", "values": ["resize_conv"]}}})
+    assert spec.trials == 1 and spec.total_trials == 5
+    assert [trial_config(spec, {"model.upsampler": "resize_conv"}, i).seed for i in range(5)] == [0, 1, 2, 3, 4]
 
 
 def test_grid_trials_cannot_exceed_the_grid():

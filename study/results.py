@@ -1,0 +1,109 @@
+"""A finished study as one table: trials, their searched settings, best metrics, status."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from study.spec import StudySpec
+
+TRIAL_INDEX = "__trial_index__"
+SHOWN_METRICS = ("val_psnr", "val_ssim", "val_hf")
+
+
+def trial_status(last: dict[str, Any], error: Any) -> str:
+    """completed | stopped early (the scheduler ended it) | diverged | failed."""
+    if error is not None:
+        return "failed"
+    status = last.get("status")
+    if status in ("completed", "diverged"):
+        return status
+    return "stopped early"
+
+
+def summarize(spec: StudySpec, results) -> pd.DataFrame:
+    """One row per trial from a Tune ResultGrid, sorted by the (first) objective.
+
+    Metrics are taken at the trial's best epoch for the first objective (so a trial that
+    peaked and then degraded is credited with its peak, as the paper's tables are).
+    """
+    metric, mode = spec.objective.metrics[0], spec.objective.modes[0]
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        last = result.metrics or {}
+        row: dict[str, Any] = {"trial_id": last.get("trial_id") or _trial_id(result)}
+        config = result.config or {}
+        for key in spec.space:
+            row[key] = config.get(key)
+        row["seed"] = spec.base_config.seed + int(config.get(TRIAL_INDEX, 0))
+        row["status"] = trial_status(last, result.error)
+        row["epochs"] = int(last.get("epoch", 0) or 0)
+        best = _best_row(history, metric, mode)
+        row["best_epoch"] = int(best["epoch"]) if best is not None and "epoch" in best else None
+        for name in dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS)):
+            row[name] = float(best[name]) if best is not None and name in best else math.nan
+        for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf"):
+            row[name] = float(last[name]) if name in last else math.nan
+        row["d_real_minus_fake"] = (float(last["d_real"]) - float(last["d_fake"])
+                                    if "d_real" in last and "d_fake" in last else math.nan)
+        row["error"] = _first_line(result.error)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(metric, ascending=(mode == "min"), na_position="last").reset_index(drop=True)
+    return table
+
+
+def _trial_id(result) -> str:
+    return str(getattr(result, "path", "") or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _best_row(history: pd.DataFrame | None, metric: str, mode: str) -> pd.Series | None:
+    if history is None or history.empty or metric not in history:
+        return None
+    values = pd.to_numeric(history[metric], errors="coerce")
+    if values.notna().sum() == 0:
+        return history.iloc[-1]
+    return history.loc[values.idxmax() if mode == "max" else values.idxmin()]
+
+
+def _first_line(error: Any) -> str:
+    if error is None:
+        return ""
+    text = str(error).strip().splitlines()
+    return text[-1][:160] if text else type(error).__name__
+
+
+def format_table(spec: StudySpec, table: pd.DataFrame) -> str:
+    """The table a person reads at the end of a study (Markdown, so it pastes anywhere)."""
+    if table.empty:
+        return "(no trials finished)"
+    cols = ["trial_id", *spec.space, "seed", "status", "epochs", "best_epoch",
+            *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS))]
+    shown = table[[c for c in cols if c in table]].copy()
+    ref = {name: table[name].dropna() for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf") if name in table}
+    lines = [_md_row(shown.columns)]
+    lines.append(_md_row(["---"] * len(shown.columns)))
+    for _, r in shown.iterrows():
+        lines.append(_md_row(_fmt(v) for v in r.tolist()))
+    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf"}
+    ref_row = ["bicubic (reference)"] + [
+        _fmt(ref[bicubic[c]].iloc[0]) if c in bicubic and bicubic[c] in ref and len(ref[bicubic[c]]) else ""
+        for c in shown.columns[1:]]
+    lines.append(_md_row(ref_row))
+    return "\n".join(lines)
+
+
+def _md_row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)

@@ -1,0 +1,235 @@
+"""Ray glue: each Tune trial is a function that fits a Ray Train TorchTrainer running `trainables.train`.
+
+Nesting (Ray Train V2): Tuner -> function trainable (tiny CPU reservation, the trial
+driver) -> TorchTrainer(ScalingConfig(workers)) -> every worker calls `train(config,
+report)`. Workers report with `ray.train.report`; `TuneReportCallback` forwards rank 0's
+metrics to Tune, where ASHA and Optuna see them. The Train run of a trial is named after
+the trial id, so a restarted trial finds its own checkpoints and resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.search import ConcurrencyLimiter, Repeater
+from ray.tune.search.optuna import OptunaSearch
+
+from study.space import make_sampler, optuna_space
+from study.spec import StudySpec, trial_config
+from trainables.config import from_dict
+from trainables.errors import UserError
+
+TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater: the repeat (seed offset)
+DRIVER_CPU = 0.01  # the trial driver's reservation: 1 CPU per driver deadlocks small machines
+# Train's controller polls workers for reports every this many seconds (Ray's default is
+# 2 s, which dominates short CPU epochs); a trial's reports reach Tune this much sooner.
+REPORT_POLL_S = "0.2"
+WORKER_ENV = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": REPORT_POLL_S,
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+}
+# metrics that are not numbers stay out of Tune's numeric views and MLflow's metrics
+TEXT_METRICS = ("phase", "status", "grid_path")
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's metrics as Tune sees them: numbers, plus `phase` and `status` as text."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if key == "grid_path":
+            continue
+        if key in TEXT_METRICS or isinstance(value, (int, float)):
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def worker_loop(loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: resume from Train's latest checkpoint, train, report."""
+    from trainables.train import train  # imported on the worker, after Ray set its env
+
+    cfg = from_dict(loop_config["config"])
+    tracker = None
+    context = ray.train.get_context()
+    if context.get_world_rank() == 0 and loop_config.get("tracking"):
+        from study.tracking import TrialTracker
+
+        tracker = TrialTracker(**loop_config["tracking"])
+        tracker.start(cfg)
+
+    objective = loop_config["objective"]
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        clean = scalar_metrics(metrics)
+        if metrics.get("status") == "diverged":
+            # a diverged epoch has no validation: report the objective as NaN so Optuna
+            # records the trial as failed instead of ranking it
+            for name in objective:
+                clean.setdefault(name, float("nan"))
+        if tracker is not None:
+            tracker.log_epoch(metrics, ckpt_dir)
+        checkpoint = Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
+        ray.train.report(clean, checkpoint=checkpoint)
+
+    out_dir = Path(tempfile.mkdtemp(prefix="srstudy-trial-"))
+    resume = ray.train.get_checkpoint()
+    try:
+        if resume is not None:
+            with resume.as_directory() as ckpt:
+                final = train(cfg, report=report, out_dir=out_dir, resume_from=ckpt)
+        else:
+            final = train(cfg, report=report, out_dir=out_dir)
+    except BaseException as exc:
+        if tracker is not None:
+            tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if tracker is not None:
+        tracker.finish(final.get("status", "completed"))
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str,
+                 tracking: dict[str, Any] | None) -> None:
+    """The Tune function trainable: build the trial config, fit a TorchTrainer on it."""
+    from study.spec import from_dict as spec_from_dict
+
+    spec = spec_from_dict(spec_dict)
+    sampled = {k: v for k, v in config.items() if k in spec.space}
+    repeat = int(config.get(TRIAL_INDEX, 0))
+    cfg = trial_config(spec, sampled, repeat)
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    r = spec.resources
+    worker_tracking = None
+    if tracking is not None:
+        worker_tracking = {**tracking, "trial_id": trial_id, "trial_name": ctx.get_trial_name(),
+                           "sampled": sampled, "repeat": repeat}
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config={"config": cfg.to_dict(), "tracking": worker_tracking,
+                           "objective": list(spec.objective.metrics)},
+        scaling_config=ScalingConfig(
+            num_workers=r.workers,
+            use_gpu=r.gpus_per_worker > 0,
+            resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
+        ),
+        run_config=RunConfig(
+            name=f"train-{trial_id}",  # stable: a restored trial resumes from its checkpoint
+            storage_path=study_path(spec, storage) + "/train_runs",
+            callbacks=[TuneReportCallback()],
+            # the best epoch by the first objective, plus (always) the latest to resume from
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
+                                               checkpoint_score_order=spec.objective.modes[0]),
+            failure_config=FailureConfig(max_failures=1),
+        ),
+    )
+    trainer.fit()
+
+
+def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, concurrency: int) -> tune.Tuner:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
+    o = spec.objective
+    searcher = OptunaSearch(
+        space=optuna_space(spec),
+        metric=list(o.metrics) if o.multi else o.metric,
+        mode=list(o.modes) if o.multi else o.mode,
+        sampler=make_sampler(spec),
+    )
+    search_alg: Any = searcher
+    if spec.repeats > 1:
+        search_alg = Repeater(searcher, repeat=spec.repeats, set_index=True)
+    search_alg = ConcurrencyLimiter(search_alg, max_concurrent=concurrency)
+    scheduler = None
+    if spec.scheduler.type == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor, metric=o.metric, mode=o.mode)
+    trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
+                                     tracking=tracking)
+    trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
+    from study.progress import ProgressPrinter
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.total_trials,
+                                    max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
+                                  callbacks=[ProgressPrinter(spec)],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+
+
+def restore_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None) -> tune.Tuner:
+    trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
+                                     tracking=tracking)
+    trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
+    return tune.Tuner.restore(study_path(spec, storage), trainable=trainable, resume_errored=True,
+                              resume_unfinished=True)
+
+
+def study_path(spec: StudySpec, storage: str) -> str:
+    return storage.rstrip("/") + "/" + spec.name
+
+
+# ----------------------------------------------------------------------------- cluster
+
+
+def start_ray(address: str | None) -> int:
+    """Join `address` (or RAY_ADDRESS) when given; else start a local Ray sized to this machine.
+
+    Returns the logical CPUs added for trial drivers: a local Ray gets one CPU more than
+    the machine has, because each trial driver reserves DRIVER_CPU and otherwise two
+    1-CPU trials could never run side by side on 2 cores (2 x 1.01 > 2). The drivers
+    only wait on their workers, and `plan_concurrency` does not count that extra CPU.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    extra = 0 if address else 1
+    env = dict(WORKER_ENV)
+    for key in ("MLFLOW_TRACKING_URI", "SR_BENCHMARKS"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", REPORT_POLL_S)
+    kwargs: dict[str, Any] = {}
+    if extra:
+        kwargs["num_cpus"] = (os.cpu_count() or 1) + extra
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
+             logging_level="ERROR", **kwargs)
+    return extra
+
+
+def plan_concurrency(spec: StudySpec, driver_cpus: int = 0) -> int:
+    """How many trials can run at once on this cluster; UserError when one trial cannot fit at all."""
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0) - driver_cpus, total.get("GPU", 0.0)
+    r = spec.resources
+    need_cpu = r.workers * r.cpus_per_worker
+    need_gpu = r.workers * r.gpus_per_worker
+    if need_gpu > gpus:
+        raise UserError(f"resources: a trial needs {need_gpu:g} GPU(s) ({r.workers} workers x {r.gpus_per_worker:g}) "
+                        f"but the cluster has {gpus:g}; lower resources.gpus_per_worker or add GPU nodes")
+    if need_cpu + (0 if driver_cpus else DRIVER_CPU) > cpus:
+        raise UserError(f"resources: a trial needs {need_cpu:g} CPU(s) ({r.workers} workers x "
+                        f"{r.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers or cpus_per_worker")
+    fit = math.floor(cpus / need_cpu) if driver_cpus else math.floor((cpus - 0.01) / (need_cpu + DRIVER_CPU))
+    if need_gpu > 0:
+        fit = min(fit, math.floor(gpus / need_gpu))
+    fit = max(fit, 1)
+    return min(fit, spec.max_concurrent or fit, spec.total_trials)

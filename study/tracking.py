@@ -1,0 +1,217 @@
+"""MLflow tracking: a study is a parent run, each trial a child run with curves, grids and its generator.
+
+The driver creates the experiment and the parent run before any trial starts (fresh
+SQLite stores race when many processes create the schema at once). Rank 0 of each
+trial logs its child run; a resumed or retried trial finds its child run by the tag
+`srstudy.trial_id` and continues it, so there are no duplicates. After the study the
+driver settles every child's final status and logs each trial's best generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+ROLE = "srstudy.role"
+STUDY = "srstudy.study"
+TRIAL_ID = "srstudy.trial_id"
+STATUS = "srstudy.status"
+PARENT = "mlflow.parentRunId"
+GRID_KEY = "sample_grid"
+# MLflow run states for the trial statuses the study table uses
+RUN_STATE = {"completed": "FINISHED", "stopped early": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+
+
+def resolve_tracking_uri(cli: str | None, spec: str | None) -> str:
+    """--tracking-uri, then the spec, then MLFLOW_TRACKING_URI, then MLflow's default store.
+
+    The default is MLflow's own `sqlite:///mlflow.db`, made absolute so Ray workers (which
+    run in other folders) write into the same file a bare `mlflow ui` here serves.
+    """
+    uri = cli or spec or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class StudyTracker:
+    """The driver's side: experiment, parent run, final table, child-run reconciliation."""
+
+    def __init__(self, uri: str, study: str):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        self.uri = uri
+        self.study = study
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        experiment = self.client.get_experiment_by_name(study)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        self.experiment_id = (experiment.experiment_id if experiment is not None
+                              else self.client.create_experiment(study))
+        self.parent_run_id: str | None = None
+
+    def start(self, spec_yaml: str, plan: list[str], spec_hash: str, description: str,
+              resume_run_id: str | None = None) -> str:
+        """Create (or, on resume, reopen) the parent run; returns its id."""
+        if resume_run_id is not None:
+            self.client.update_run(resume_run_id, status="RUNNING")
+            self.parent_run_id = resume_run_id
+            return resume_run_id
+        tags = {ROLE: "study", STUDY: self.study, "srstudy.spec_hash": spec_hash,
+                "mlflow.note.content": description or f"srstudy study {self.study}"}
+        commit = git_commit()
+        if commit:
+            tags["srstudy.git_commit"] = commit
+        run = self.client.create_run(self.experiment_id, run_name=f"study {self.study}", tags=tags)
+        self.parent_run_id = run.info.run_id
+        self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
+        self.client.log_text(self.parent_run_id, "\n".join(plan) + "\n", "plan.txt")
+        return self.parent_run_id
+
+    def worker_settings(self, spec_hash: str) -> dict[str, Any]:
+        """What each trial's rank-0 worker needs to log its child run."""
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id,
+                "study": self.study, "spec_hash": spec_hash, "git_commit": git_commit()}
+
+    def children(self) -> dict[str, Any]:
+        """trial id -> child run, for this study's parent run."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{self.parent_run_id}'",
+                                       max_results=5000)
+        return {r.data.tags.get(TRIAL_ID): r for r in runs}
+
+    def settle(self, table, best_checkpoints: dict[str, str | None]) -> None:
+        """Final status tag and run state for every child; the best generator as a model."""
+        children = self.children()
+        for row in table.to_dict("records"):
+            run = children.get(row["trial_id"])
+            if run is None:
+                continue
+            status = row["status"]
+            rid = run.info.run_id
+            self.client.set_tag(rid, STATUS, status)
+            if row.get("error"):
+                self.client.set_tag(rid, "srstudy.error", str(row["error"])[:500])
+            ckpt = best_checkpoints.get(row["trial_id"])
+            if ckpt and not run.data.tags.get("srstudy.model_logged"):
+                try:
+                    log_generator(rid, ckpt)
+                    self.client.set_tag(rid, "srstudy.model_logged", "true")
+                except Exception as exc:  # the table matters more than one model upload
+                    print(f"warning: trial {row['trial_id']}: could not log its generator to MLflow "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})", file=sys.stderr)
+            if run.info.status != RUN_STATE[status] or run.info.end_time is None:
+                self.client.set_terminated(rid, status=RUN_STATE[status])
+
+    def finish(self, status: str, table_md: str | None = None, table_parquet: str | None = None) -> None:
+        """status: FINISHED, FAILED or KILLED."""
+        if self.parent_run_id is None:
+            return
+        if table_md is not None:
+            self.client.log_text(self.parent_run_id, table_md + "\n", "results.md")
+        if table_parquet is not None and Path(table_parquet).is_file():
+            self.client.log_artifact(self.parent_run_id, table_parquet)
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+
+def log_generator(run_id: str, checkpoint_dir: str) -> None:
+    """Log a checkpoint's generator as an MLflow PyTorch model named `generator`."""
+    import mlflow.pytorch
+    import torch
+    from ray.train import Checkpoint
+
+    from trainables import checkpoint as ckpt
+    from trainables.models import build_generator
+
+    with Checkpoint(checkpoint_dir).as_directory() as local:
+        cfg, state = ckpt.load(local)
+    generator = build_generator(cfg)
+    generator.load_state_dict(state["generator"])
+    generator.eval()
+    # MLflow warns on every pickle save; the choice is deliberate (see below)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    example = torch.rand(1, 3, 16, 16).numpy()  # an LR batch in [0, 1]; SR comes out in [-1, 1]
+    with mlflow.start_run(run_id=run_id, nested=True):
+        # pickle, not the traced pt2 format: a traced graph would fix the input size, and a
+        # generator must take LR images of any size
+        mlflow.pytorch.log_model(generator, name="generator", serialization_format="pickle",
+                                 input_example=example, pip_requirements=["torch", "torchvision"])
+
+
+class TrialTracker:
+    """Rank 0 of one trial: its child run's params, per-epoch metrics and sample grids."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, study: str, spec_hash: str,
+                 git_commit: str | None, trial_id: str, trial_name: str, sampled: dict[str, Any], repeat: int):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        self.client = MlflowClient(uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.study = study
+        self.trial_id = trial_id
+        self.tags = {PARENT: parent_run_id, ROLE: "trial", STUDY: study, TRIAL_ID: trial_id,
+                     "srstudy.spec_hash": spec_hash, "srstudy.repeat": str(repeat),
+                     "srstudy.searched": json.dumps(sorted(sampled))}
+        if git_commit:
+            self.tags["srstudy.git_commit"] = git_commit
+        self.trial_name = trial_name
+        self.run_id: str | None = None
+
+    def start(self, cfg) -> str:
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_ID}` = '{self.trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            max_results=1)
+        if found:  # a resumed or retried trial continues its own child run
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=self.trial_name,
+                                         tags={**self.tags, "srstudy.seed": str(cfg.seed)})
+            self.run_id = run.info.run_id
+            params = cfg.flat()
+            self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+        self.client.set_tag(self.run_id, STATUS, "running")
+        return self.run_id
+
+    def log_epoch(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        step = int(metrics["epoch"])
+        numeric = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+        numeric["phase_gan"] = 1.0 if metrics.get("phase") == "gan" else 0.0
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, step)
+                                                    for k, v in numeric.items()])
+        grid = metrics.get("grid_path")
+        if grid and Path(grid).is_file():
+            from PIL import Image
+
+            # per-step images under one key: the run page's image grid steps through them
+            self.client.log_image(self.run_id, Image.open(grid), key=GRID_KEY, step=step)
+        if metrics.get("status") in ("completed", "diverged"):
+            self.client.set_tag(self.run_id, STATUS, metrics["status"])
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        self.client.set_tag(self.run_id, STATUS, status)
+        if error:
+            self.client.set_tag(self.run_id, "srstudy.error", error[:500])
