@@ -106,6 +106,8 @@ class RuntimeConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (GPUs)
     channels_last: bool = False
     threads: int | None = None  # torch intra-op threads; None keeps torch's choice
+    # testing aid: make the losses NaN from this global G step on (checks divergence handling)
+    debug_nan_step: int | None = None
 
 
 @dataclass
@@ -221,7 +223,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     """Reject impossible combinations; return the config unchanged when it is sound."""
     d, m, l, o, s, r = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.schedule, cfg.runtime
     _check(cfg.seed >= 0, "seed", f"got {cfg.seed}, expected >= 0")
-    _check(d.patch_size >= 16, "data.patch_size", f"got {d.patch_size}, expected >= 16")
+    _check(d.patch_size >= 16 and d.patch_size % 16 == 0, "data.patch_size",
+           f"got {d.patch_size}, expected a multiple of 16 (the discriminator halves it four times)")
     _check(
         d.patch_size % cfg.scale == 0,
         "data.patch_size",
@@ -260,6 +263,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check(s.patches_per_epoch >= s.batch_size, "schedule.patches_per_epoch",
            f"got {s.patches_per_epoch}, expected >= batch_size ({s.batch_size})")
     _check(s.d_steps_per_g >= 1, "schedule.d_steps_per_g", f"got {s.d_steps_per_g}, expected >= 1")
+    _check(r.debug_nan_step is None or r.debug_nan_step >= 1, "runtime.debug_nan_step",
+           f"got {r.debug_nan_step}, expected >= 1 or null")
     _check(r.threads is None or r.threads >= 1, "runtime.threads", f"got {r.threads}, expected >= 1 or null")
     return cfg
 

@@ -277,6 +277,9 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+IMAGENET64_SUBFOLDERS = ("imagenet64", "Imagenet64_train_npz", "Imagenet64_train")
+
+
 def _imagenet64_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
@@ -284,6 +287,9 @@ def _imagenet64_files(root: Path) -> list[Path]:
         raise UserError(f"data.path {root}: no such file or folder")
     files = sorted(root.glob("train_data_batch_*.npz"), key=_natural_key)
     files = files or sorted(root.glob("*.npz"), key=_natural_key)  # e.g. only val_data.npz
+    for sub in IMAGENET64_SUBFOLDERS:  # a data root shared with other sources (search_spaces/datasets.yaml)
+        if not files and (root / sub).is_dir():
+            return _imagenet64_files(root / sub)
     if not files:
         raise UserError(f"data.path {root}: no .npz batches (expected train_data_batch_1.npz, ... or "
                         "val_data.npz in the downsampled-ImageNet npz format)")

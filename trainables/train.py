@@ -195,6 +195,8 @@ class Trainer:
             hr = hr_to_model(hr01).contiguous(memory_format=self.memory_format)  # (B, 3, P, P) in [-1, 1]
             step_fn(lr, hr, sums)
             steps += 1
+            if self.cfg.runtime.debug_nan_step is not None and self.g_steps >= self.cfg.runtime.debug_nan_step:
+                sums += float("nan")  # the injected fault: as if the losses had blown up
             images += batch.shape[0]
             if steps % DIVERGENCE_CHECK_EVERY == 0:
                 diverged = any_true(not bool(torch.isfinite(sums).all()), self.info, self.device)

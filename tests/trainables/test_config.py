@@ -47,7 +47,7 @@ def test_int_is_accepted_for_float_and_integral_float_for_int():
         ({"data.augment": "yes"}, "data.augment"),
         ({"optim.lr_g": -1e-4}, "optim.lr_g"),
         ({"scale": 3}, "scale: got 3, expected one of 2 | 4"),
-        ({"data.patch_size": 66, "scale": 4}, "data.patch_size: got 66, must be divisible by scale 4"),
+        ({"data.patch_size": 66, "scale": 4}, "data.patch_size: got 66, expected a multiple of 16"),
         ({"loss.family": "hinge"}, "loss.family: got 'hinge'"),
         ({"model.upsampler": "deconv"}, "model.upsampler"),
         ({"data.source": "folder"}, "data.path"),

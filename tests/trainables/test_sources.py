@@ -241,6 +241,16 @@ def test_imagenet64_npz_channel_order_and_orientation(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(images, official))
 
 
+def test_imagenet64_found_in_a_shared_data_root(tmp_path):
+    # search_spaces/datasets.yaml points every source at one root: stl10_binary/,
+    # img_align_celeba/ and imagenet64/ side by side
+    (tmp_path / "imagenet64").mkdir()
+    data = np.full((2, 3 * 64 * 64), 7, np.uint8)
+    np.savez(tmp_path / "imagenet64" / "train_data_batch_1.npz", data=data, labels=np.ones(2))
+    images = sources._read_imagenet64(cfg("imagenet64", tmp_path))
+    assert len(images) == 2 and int(images[0][0, 0, 0]) == 7
+
+
 def test_imagenet64_batches_in_numeric_order_and_limit_stops_early(tmp_path):
     want = []
     for b in (1, 2, 10):

@@ -1,0 +1,182 @@
+"""Real Ray studies on CPU through `python -m study.run`: Optuna + ASHA, a grid with repeats and a
+diverging trial, a multi-objective study, a 2-worker (DDP) trial, and --resume after a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def smoke_spec(**changes) -> dict:
+    spec = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        spec[key] = value
+    return spec
+
+
+def write_spec(folder: Path, spec: dict) -> Path:
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(f"# Run: python -m study.run {path.name}\n" + yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_study(folder: Path, spec_path: Path, *args: str, timeout: int = 500) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": ""}
+    env.pop("MLFLOW_TRACKING_URI")
+    env.pop("RAY_ADDRESS")
+    done = subprocess.run([sys.executable, "-m", "study.run", str(spec_path), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-4000:])
+    return done
+
+
+def results(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(folder / "study_results" / name / "results.parquet")
+
+
+def children(folder: Path, name: str):
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("srstudy.role") == "study"]
+    kids = [r for r in runs if r.data.tags.get("srstudy.role") == "trial"]
+    return client, parents, kids
+
+
+def test_smoke_study_with_optuna_and_asha(tmp_path):
+    # sequential trials make the study deterministic: TPE's choices and ASHA's cuts repeat
+    spec = smoke_spec(trials=5, max_concurrent=1)
+    spec["space"] = {"optim.lr_pretrain": {"type": "loguniform", "low": 1e-5, "high": 3e-3},
+                     "loss.family": {"type": "categorical", "values": ["bce", "lsgan", "wgan_gp"]}}
+    spec["scheduler"] = {"type": "asha", "grace_period": 1, "reduction_factor": 3}
+    done = run_study(tmp_path, write_spec(tmp_path, spec))
+    assert done.returncode == 0
+    assert "resolved study spec" in done.stdout and "| bicubic (reference) |" in done.stdout
+    table = results(tmp_path, "smoke")
+    assert len(table) == 5
+    assert set(table["status"]) <= {"completed", "stopped early"}
+    assert (table["status"] == "stopped early").sum() >= 1
+    assert (table["epochs"][table["status"] == "stopped early"] < 3).all()
+    assert (table["epochs"][table["status"] == "completed"] == 3).all()
+    # sorted by the objective, best first
+    assert list(table["val_psnr"]) == sorted(table["val_psnr"], reverse=True)
+    assert table["bicubic_psnr"].nunique() == 1
+
+    client, parents, kids = children(tmp_path, "smoke")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(kids) == 5
+    assert {k.data.tags["mlflow.parentRunId"] for k in kids} == {parents[0].info.run_id}
+    by_trial = {k.data.tags["srstudy.trial_id"]: k for k in kids}
+    for row in table.to_dict("records"):
+        kid = by_trial[row["trial_id"]]
+        assert kid.data.tags["srstudy.status"] == row["status"]
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val_psnr")]
+        assert steps == list(range(1, row["epochs"] + 1))  # one point per reported epoch
+        assert kid.data.params["loss.family"] == row["loss.family"]
+    grids = client.list_artifacts(kids[0].info.run_id, "images")
+    assert len(grids) >= 1  # per-step sample grids
+
+
+def test_grid_with_repeats_and_a_diverging_trial(tmp_path):
+    spec = smoke_spec(name="grid", trials=None, repeats=2)
+    spec["searcher"] = {"algorithm": "grid", "seed": 0}
+    spec["scheduler"] = {"type": "none"}
+    spec["base"]["schedule.gan_epochs"] = 1
+    spec["space"] = {"runtime.debug_nan_step": {"type": "grid", "values": [None, 5]}}
+    done = run_study(tmp_path, write_spec(tmp_path, spec))
+    assert done.returncode == 0
+    table = results(tmp_path, "grid")
+    assert len(table) == 4  # 2 grid points x 2 seeds
+    assert sorted(table["seed"]) == [0, 0, 1, 1]
+    diverged = table[table["runtime.debug_nan_step"] == 5]
+    assert list(diverged["status"]) == ["diverged", "diverged"]
+    healthy = table[table["runtime.debug_nan_step"].isna()]
+    assert list(healthy["status"]) == ["completed", "completed"]
+    assert healthy["val_psnr"].notna().all() and healthy["val_psnr"].gt(20).all()
+    _, _, kids = children(tmp_path, "grid")
+    assert sorted(k.data.tags["srstudy.status"] for k in kids) == ["completed", "completed", "diverged", "diverged"]
+
+
+def test_multi_objective_study_with_two_workers(tmp_path):
+    spec = smoke_spec(name="pareto", trials=2, max_concurrent=1)
+    spec["space"] = {"loss.beta": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+    spec["searcher"] = {"algorithm": "nsga2", "seed": 0}
+    spec["scheduler"] = {"type": "none"}
+    spec["objective"] = {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"]}
+    spec["resources"] = {"workers": 2, "cpus_per_worker": 1}
+    spec["base"]["schedule.gan_epochs"] = 1
+    done = run_study(tmp_path, write_spec(tmp_path, spec))
+    assert done.returncode == 0
+    table = results(tmp_path, "pareto")
+    assert len(table) == 2 and set(table["status"]) == {"completed"}
+    assert table["val_hf"].notna().all() and table["val_psnr"].notna().all()
+    _, _, kids = children(tmp_path, "pareto")
+    # two DDP workers shared each epoch: images/s is counted over both, and the run kept its steps
+    assert all(float(k.data.metrics["g_steps"]) == 2 * (64 // (8 * 2)) for k in kids)
+
+
+def test_resume_after_the_driver_is_killed(tmp_path):
+    spec = smoke_spec(name="resumable", trials=4, max_concurrent=1)
+    spec["scheduler"] = {"type": "none"}
+    spec_path = write_spec(tmp_path, spec)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", str(spec_path)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    finished = 0
+    deadline = time.monotonic() + 400
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "completed after" in line:
+            finished += 1
+        if finished >= 2:
+            break
+    assert finished >= 2, "".join(lines[-40:])
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-study
+    proc.wait(timeout=60)
+    time.sleep(2)
+
+    again = run_study(tmp_path, spec_path)  # without --resume: refused, nothing overwritten
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    done = run_study(tmp_path, spec_path, "--resume")
+    assert done.returncode == 0
+    assert done.stdout.count("started") <= 2  # the two finished trials were not rerun
+    table = results(tmp_path, "resumable")
+    assert len(table) == 4 and set(table["status"]) == {"completed"}
+    _, parents, kids = children(tmp_path, "resumable")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(kids) == 4  # no duplicate child runs after the resume
+    assert len({k.data.tags["srstudy.trial_id"] for k in kids}) == 4
+
+
+def test_bad_spec_and_impossible_resources_fail_fast(tmp_path):
+    spec = smoke_spec(name="badres")
+    spec["resources"] = {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}
+    done = run_study(tmp_path, write_spec(tmp_path, spec), timeout=120)
+    assert done.returncode == 2
+    assert "GPU" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "study_results" / "badres").exists() or not any(
+        (tmp_path / "study_results" / "badres").iterdir())
+
+    spec = smoke_spec(name="badkey")
+    spec["space"] = {"loss.betta": {"type": "uniform", "low": 0, "high": 1}}
+    done = run_study(tmp_path, write_spec(tmp_path, spec), timeout=60)
+    assert done.returncode == 2 and "loss.betta" in done.stderr
+    assert done.stderr.strip().count("\n") == 0

@@ -1,0 +1,197 @@
+"""Trainer throughput against a bare PyTorch loop of the same G, D and losses (CLI: python -m trainables.bench).
+
+    python -m trainables.bench                       # default small CPU size, both phases
+    python -m trainables.bench --channels 64 --blocks 8 --d-channels 32 --steps 20
+
+"trainer" is `Trainer.run_epoch` itself on the real DataLoader (patch cutting, collation,
+degradation, loss bookkeeping, divergence checks included); "bare" is the least a
+hand-written loop must do: it takes pre-cut uint8 HR batches, makes LR with
+`bicubic_down` and runs the same G/D updates with the same loss functions and Adam
+settings. Runs alternate (trainer, bare, trainer, ...) after one untimed warm-up of
+each, so load from other processes hits both alike; the table gives medians. A ratio
+(trainer / bare images/s) near 1 means the trainer adds no overhead worth removing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from trainables.config import TrialConfig, load_config, parse_set_args
+from trainables.data import TrainPatches, load_images, make_loader
+from trainables.degrade import bicubic_down, hr_to_model, to_float01
+from trainables.distributed import DistInfo
+from trainables.errors import UserError
+from trainables.losses import ADVERSARIAL, gradient_penalty, pixel_mse
+from trainables.models import build_discriminator, build_generator
+from trainables.train import Trainer
+
+MODES = ("gan", "pretrain")
+
+
+class BareLoop:
+    """The same G, D, optimisers and losses as `Trainer`, with nothing around the updates."""
+
+    def __init__(self, cfg: TrialConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)  # the trainer's initial weights
+        self.generator = build_generator(cfg).to(device).train()
+        self.discriminator = build_discriminator(cfg).to(device).train()
+        o = cfg.optim
+        self.opt_pre = torch.optim.Adam(self.generator.parameters(), lr=o.lr_pretrain, betas=(0.9, o.beta2))
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
+        self.adversarial = ADVERSARIAL[cfg.loss.family]
+
+    def pretrain(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
+        loss = pixel_mse(self.generator(lr), hr)
+        self.opt_pre.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_pre.step()
+
+    def gan(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
+        cfg, adv, G, D = self.cfg, self.adversarial, self.generator, self.discriminator
+        sr = G(lr)  # (B, 3, P, P) in [-1, 1]
+        fake = sr.detach()
+        for _ in range(cfg.schedule.d_steps_per_g):  # (1) update D
+            loss_d = adv.d_loss(D(hr), D(fake))
+            if cfg.loss.family == "wgan_gp":
+                loss_d = loss_d + cfg.loss.gp_weight * gradient_penalty(D, hr, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        D.requires_grad_(False)  # (2) update G through a frozen D
+        loss_g = cfg.loss.pixel_weight * pixel_mse(sr, hr) + cfg.loss.beta * adv.g_loss(D(sr))
+        D.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+    def run(self, batches: Sequence[torch.Tensor], mode: str) -> None:
+        step = self.pretrain if mode == "pretrain" else self.gan
+        for batch in batches:  # (B, 3, P, P) uint8
+            hr01 = to_float01(batch.to(self.device))
+            step(bicubic_down(hr01, self.cfg.scale), hr_to_model(hr01))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def bench_config(overrides: Mapping[str, Any], steps: int) -> TrialConfig:
+    """The default config with `overrides`, one epoch of each phase, `steps` batches each."""
+    probe = load_config(overrides=overrides)
+    return load_config(overrides={**overrides, "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1,
+                                  "schedule.patches_per_epoch": steps * probe.schedule.batch_size})
+
+
+def run_bench(
+    cfg: TrialConfig,
+    modes: Sequence[str] = MODES,
+    repeats: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Images/s of `Trainer.run_epoch` and of `BareLoop` per mode, alternating runs.
+
+    One epoch of `cfg` (schedule.patches_per_epoch patches) is one timed run. Returns one
+    dict per mode: mode, trainer and bare (median images/s), ratio, and the raw runs.
+    """
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"mode {mode!r}: unknown (accepted: {', '.join(MODES)})")
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = torch.device("cuda" if cfg.runtime.device != "cpu" and torch.cuda.is_available() else "cpu")
+    train_images, _ = load_images(cfg.data)
+    dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
+                           length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+    loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, seed=cfg.seed)
+    trainer = Trainer(cfg, DistInfo(0, 1, 0), device)
+    bare = BareLoop(cfg, device)
+    # the bare loop's input: the trainer's epoch-0 patches, cut and batched beforehand
+    dataset.set_epoch(0)
+    batches = [batch.clone() for batch in loader]
+    images = len(batches) * cfg.schedule.batch_size
+
+    def time_trainer(mode: str) -> float:
+        trainer.epoch = 0 if mode == "pretrain" else cfg.schedule.pretrain_epochs
+        start = time.perf_counter()
+        trainer.run_epoch(loader, dataset, None)  # returns after its own end-of-epoch sync
+        return images / (time.perf_counter() - start)
+
+    def time_bare(mode: str) -> float:
+        start = time.perf_counter()
+        bare.run(batches, mode)
+        return images / (time.perf_counter() - start)
+
+    results = []
+    for mode in modes:
+        time_trainer(mode), time_bare(mode)  # warm-up: allocator, oneDNN kernels, page cache
+        runs: dict[str, list[float]] = {"trainer": [], "bare": []}
+        for r in range(repeats):
+            runs["trainer"].append(time_trainer(mode))
+            runs["bare"].append(time_bare(mode))
+            if progress is not None:
+                progress(f"  {mode} run {r + 1}/{repeats}: trainer {runs['trainer'][-1]:.1f} img/s, "
+                         f"bare {runs['bare'][-1]:.1f} img/s")
+        t, b = statistics.median(runs["trainer"]), statistics.median(runs["bare"])
+        # the per-pair ratio cancels load that changes between pairs; its median is the headline
+        pair = statistics.median(x / y for x, y in zip(runs["trainer"], runs["bare"]))
+        results.append({"mode": mode, "trainer": t, "bare": b, "ratio": t / b, "pair_ratio": pair,
+                        "trainer_runs": runs["trainer"], "bare_runs": runs["bare"]})
+    return results
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    line = "{:<9} {:>16} {:>13} {:>7} {:>11}"
+    out = [line.format("mode", "trainer img/s", "bare img/s", "ratio", "pair ratio")]
+    for r in results:
+        out.append(line.format(r["mode"], f"{r['trainer']:.1f}", f"{r['bare']:.1f}", f"{r['ratio']:.3f}",
+                               f"{r['pair_ratio']:.3f}"))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainables.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--channels", type=int, default=None, help="generator width (default: model.g_channels)")
+    p.add_argument("--blocks", type=int, default=None, help="generator residual blocks (default: model.g_blocks)")
+    p.add_argument("--d-channels", type=int, default=None, help="discriminator width (default: model.d_channels)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: schedule.batch_size)")
+    p.add_argument("--steps", type=int, default=30, help="batches per timed run (default 30)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each loop per mode (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated, from gan,pretrain (default both)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config value, e.g. --set loss.family=wgan_gp (repeatable)")
+    args = p.parse_args(argv)
+    try:
+        if args.steps < 1 or args.repeats < 1:
+            raise UserError("--steps and --repeats must be >= 1")
+        overrides = parse_set_args(args.overrides)
+        for flag, key in (("channels", "model.g_channels"), ("blocks", "model.g_blocks"),
+                          ("d_channels", "model.d_channels"), ("batch", "schedule.batch_size"),
+                          ("threads", "runtime.threads")):
+            if getattr(args, flag) is not None:
+                overrides[key] = getattr(args, flag)
+        cfg = bench_config(overrides, args.steps)
+        m, s = cfg.model, cfg.schedule
+        print(f"G {m.g_channels} ch x {m.g_blocks} blocks, D {m.d_channels} ch, {cfg.loss.family}, "
+              f"batch {s.batch_size}, patch {cfg.data.patch_size}, x{cfg.scale}, d_steps_per_g {s.d_steps_per_g}, "
+              f"{args.steps} steps x {args.repeats} runs, torch threads {cfg.runtime.threads or torch.get_num_threads()}",
+              flush=True)
+        results = run_bench(cfg, [x.strip() for x in args.modes.split(",") if x.strip()], args.repeats,
+                            progress=lambda s: print(s, flush=True))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n" + format_table(results))
+    print("\nmedian images/s over the runs; ratio = trainer / bare of the medians; "
+          "pair ratio = median of the per-pair ratios (target >= 0.97)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
