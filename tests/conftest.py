@@ -18,3 +18,23 @@ def benchmarks() -> Path:
     if root is None or not (root / "Set5").is_dir() or not (root / "Set14").is_dir():
         pytest.skip("SR benchmark images not found: set SR_BENCHMARKS to the folder holding Set5/ and Set14/")
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """`python -m study.run search_spaces/smoke.yaml` run once, for real, in a fresh folder.
+
+    Returns that folder: `mlflow.db` (MLflow's default store) and `study_results/smoke/`.
+    Shared by the tracking, browser and report tests so the suite pays for one study.
+    """
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("smoke_study")
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-m", "study.run", str(repo / "search_spaces" / "smoke.yaml")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder

@@ -1,0 +1,252 @@
+"""MLflow -> pandas: one study's parent run, spec, trials (params, tags, status) and full metric histories.
+
+This is the only module that reads MLflow (besides `build`, which downloads the chosen
+sample grids and logs the finished report). Everything downstream is a pure function of
+the `Study` it returns.
+
+Frame layout (both keyed by `run_id`, the child run's MLflow id):
+
+`Study.trials`, one row per trial (child run), in start order:
+    run_id, run_name, trial_id, status (completed | stopped early | diverged | failed | running),
+    run_state (MLflow: RUNNING | FINISHED | FAILED | KILLED), seed, repeat (Int64),
+    searched (list of dotted keys), error (str or None), spec_hash, start_time, end_time
+    (UTC timestamps), epochs (epochs logged, 0 if none),
+    `param.<dotted key>` for every logged param, parsed back from MLflow's strings
+    ("0.004" -> 0.004, "None" -> None, "True" -> True).
+`Study.history`, one row per (trial, epoch) with epoch = the MLflow step (1-based):
+    run_id, trial_id, epoch, one float column per logged metric (NaN where a metric was
+    not logged that epoch), grid_artifact (artifact path of that epoch's `sample_grid`
+    PNG, or None).
+
+`search_runs` keeps only each metric's last value, so histories come from
+`MlflowClient.get_metric_history`; a resumed trial may log an epoch twice, and the later
+value (by timestamp) wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pandas as pd
+import yaml
+from mlflow.tracking import MlflowClient
+
+from trainables.errors import UserError
+
+# The tags study/tracking.py writes (kept in sync by tests/reports/test_load.py).
+ROLE = "srstudy.role"
+TRIAL_ID = "srstudy.trial_id"
+STATUS = "srstudy.status"
+PARENT = "mlflow.parentRunId"
+GRID_KEY = "sample_grid"
+PARAM_PREFIX = "param."
+# MLflow state -> trial status, for a child run that never got its srstudy.status tag
+_STATE_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "completed",
+                 "FAILED": "failed", "KILLED": "failed"}
+# log_image's file names: images/<key>+step+<n>+timestamp+<ms>+<uuid>.png ('%' in older MLflow)
+_IMAGE = re.compile(r"^images/(?P<key>.+?)[+%]step[+%](?P<step>\d+)[+%]timestamp[+%](?P<ts>\d+)[+%][^+%/]+\.png$")
+_PAGE = 1000
+
+
+@dataclass
+class Study:
+    """A study as read from MLflow; see the module docstring for the frames' columns."""
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    parent: dict[str, Any]  # run_id, status, start_time, end_time, description, tags
+    spec: dict[str, Any]  # the parent's spec.yaml ({} when the artifact is missing)
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    notes: list[str] = field(default_factory=list)  # things the loader had to guess or skip
+
+    @property
+    def unfinished(self) -> bool:
+        """The parent still runs, or some trial never reached a final status."""
+        return self.parent["status"] == "RUNNING" or bool((self.trials["status"] == "running").any())
+
+
+def resolve_tracking_uri(cli: str | None) -> str:
+    """--tracking-uri, then MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db` (absolute)."""
+    uri = cli or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri else f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _check_store(uri: str) -> None:
+    # opening a missing SQLite file would silently create an empty store (and its schema)
+    if uri.startswith("sqlite:///"):
+        path = Path(unquote(uri[len("sqlite:///"):].split("?")[0]))  # 4 slashes: absolute path
+        if not path.is_file():
+            raise UserError(f"--tracking-uri {uri}: no MLflow store at {path} "
+                            "(give the sqlite:///... or http://... URI the study logged to)")
+
+
+def parse_param(text: str) -> Any:
+    """An MLflow param string back to the value it was written from (str(value))."""
+    if text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _tidy(values: list[Any]) -> list[Any]:
+    """One type per param column (parquet needs it): numbers stay numbers, any text makes all text."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {int, bool} or kinds <= {int, float} or len(kinds) <= 1:
+        return values
+    return [None if v is None else str(v) for v in values]
+
+
+def find_parent(client: MlflowClient, name: str, parent_run_id: str | None = None) -> tuple[Any, Any, list[str]]:
+    """The study's experiment and parent run (the latest one unless `parent_run_id` is given)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        hint = f"studies there: {', '.join(known)}" if known else "it holds no studies"
+        raise UserError(f"no study named {name!r} in this MLflow store ({hint})")
+    notes: list[str] = []
+    if parent_run_id is not None:
+        run = client.get_run(parent_run_id)
+        if run.info.experiment_id != experiment.experiment_id or run.data.tags.get(ROLE) != "study":
+            raise UserError(f"--parent-run-id {parent_run_id}: not a study parent run of {name!r}")
+        return experiment, run, notes
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE}` = 'study'",
+                                 order_by=["attributes.start_time DESC"], max_results=100)
+    if not parents:
+        raise UserError(f"experiment {name!r} has no srstudy parent run (tag {ROLE}=study); "
+                        "was it written by python -m study.run?")
+    if len(parents) > 1:
+        notes.append(f"{len(parents)} parent runs in experiment {name!r}; reporting the latest "
+                     f"({parents[0].info.run_id}); pick another with --parent-run-id")
+    return experiment, parents[0], notes
+
+
+def _children(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT}` = '{parent_id}'",
+                                  order_by=["attributes.start_time ASC"], max_results=_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _spec(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    try:
+        text = client.download_artifacts(run_id, "spec.yaml")
+    except Exception:  # a missing artifact raises store-specific errors; the report says so
+        return None
+    loaded = yaml.safe_load(Path(text).read_text())
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _grids(client: MlflowClient, run_id: str) -> dict[int, str]:
+    """epoch -> artifact path of that epoch's sample grid (the latest one when logged twice)."""
+    found: dict[int, tuple[int, str]] = {}
+    try:
+        files = client.list_artifacts(run_id, "images")
+    except Exception:
+        return {}
+    for f in files:
+        m = _IMAGE.match(f.path)
+        if m and m["key"] == GRID_KEY:
+            step, ts = int(m["step"]), int(m["ts"])
+            if step not in found or ts > found[step][0]:
+                found[step] = (ts, f.path)
+    return {step: path for step, (_, path) in found.items()}
+
+
+def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
+    rid = run.info.run_id
+    per_step: dict[int, dict[str, float]] = {}
+    for key in sorted(run.data.metrics):
+        latest: dict[int, Any] = {}
+        for m in client.get_metric_history(rid, key):
+            if m.step not in latest or m.timestamp >= latest[m.step].timestamp:
+                latest[m.step] = m
+        for step, m in latest.items():
+            per_step.setdefault(int(step), {})[key] = float(m.value)
+    grids = _grids(client, rid)
+    epochs = sorted(set(per_step) | set(grids))
+    rows = [{"run_id": rid, "trial_id": run.data.tags.get(TRIAL_ID), "epoch": e, **per_step.get(e, {}),
+             "grid_artifact": grids.get(e)} for e in epochs]
+    return pd.DataFrame(rows)
+
+
+def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
+    tags, info = run.data.tags, run.info
+    status = tags.get(STATUS) or _STATE_STATUS.get(info.status, "failed")
+    try:
+        searched = list(json.loads(tags.get("srstudy.searched", "[]")))
+    except json.JSONDecodeError:
+        searched = []
+    def as_int(text: str | None) -> int | None:
+        return int(text) if text not in (None, "") and str(text).lstrip("-").isdigit() else None
+    return {
+        "run_id": info.run_id, "run_name": info.run_name, "trial_id": tags.get(TRIAL_ID, info.run_id[:8]),
+        "status": status, "run_state": info.status, "seed": as_int(tags.get("srstudy.seed")),
+        "repeat": as_int(tags.get("srstudy.repeat")), "searched": searched,
+        "error": tags.get("srstudy.error"), "spec_hash": tags.get("srstudy.spec_hash"),
+        "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
+        "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
+        "epochs": epochs,
+    }
+
+
+def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -> Study:
+    """Read one study. Raises UserError for an unknown study or one without trials."""
+    _check_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment, parent, notes = find_parent(client, name, parent_run_id)
+    pid = parent.info.run_id
+    runs = _children(client, experiment.experiment_id, pid)
+    if not runs:
+        raise UserError(f"study {name!r} (parent run {pid}, {parent.info.status}) has no trials yet; "
+                        "nothing to report")
+    spec = _spec(client, pid)
+    if spec is None:
+        notes.append("the parent run has no spec.yaml artifact: searched keys come from the trials' tags, "
+                      "the objective defaults to maximising val_psnr")
+    histories = [_history(client, run) for run in runs]
+    rows = []
+    for run, hist in zip(runs, histories):
+        row = _trial_row(run, int(hist["epoch"].max()) if len(hist) else 0)
+        row.update({PARAM_PREFIX + k: parse_param(v) for k, v in run.data.params.items()})
+        rows.append(row)
+    trials = pd.DataFrame(rows)
+    for col in [c for c in trials if c.startswith(PARAM_PREFIX)]:
+        trials[col] = pd.Series(_tidy(trials[col].tolist()), index=trials.index, dtype=object)
+    for col in ("seed", "repeat"):
+        trials[col] = trials[col].astype("Int64")
+    history = pd.concat([h for h in histories if len(h)], ignore_index=True) if any(len(h) for h in histories) \
+        else pd.DataFrame(columns=["run_id", "trial_id", "epoch", "grid_artifact"])
+    history["epoch"] = history["epoch"].astype(int)
+    tags = parent.data.tags
+    parent_info = {"run_id": pid, "status": parent.info.status,
+                   "start_time": pd.to_datetime(parent.info.start_time, unit="ms", utc=True)
+                   if parent.info.start_time else pd.NaT,
+                   "end_time": pd.to_datetime(parent.info.end_time, unit="ms", utc=True)
+                   if parent.info.end_time else pd.NaT,
+                   "description": tags.get("mlflow.note.content", ""), "tags": dict(tags)}
+    return Study(name=name, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id,
+                 parent=parent_info, spec=spec or {}, trials=trials, history=history, notes=notes)
+
+
+def download_grid(tracking_uri: str, run_id: str, artifact: str, dest: Path) -> Path:
+    """Fetch one sample-grid PNG into `dest` (a folder)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(MlflowClient(tracking_uri).download_artifacts(run_id, artifact, str(dest)))

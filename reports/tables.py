@@ -1,0 +1,331 @@
+"""Pure tables from a loaded study: best-epoch metrics per trial, groups over seeds, the bicubic reference.
+
+Decisions (the report states them too):
+- Best epoch = the epoch with the best value of the study's first objective metric
+  (earliest on ties); every metric of a trial is read at that epoch, so a trial whose
+  PSNR peaks at epoch 2 of 3 is credited with epoch 2's SSIM and HF ratio as well.
+- Groups = trials with equal values of every searched key (repeats of a configuration
+  differ only in seed, so they share a group). Continuous params (uniform, loguniform,
+  and int ranges) group by each trial's own value unless `bins` is given, then by
+  `bins` equal-width bins over the spec's [low, high] (log-spaced for log ranges).
+- Spread is mean +- sample standard deviation (ddof=1) over a group's trials; a group
+  of one shows no spread.
+- Groups are ranked by the mean of the first objective; trials without a value go last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.load import PARAM_PREFIX
+
+# the paper's three columns; objective metrics are shown before them when different
+SHOWN = ("val_psnr", "val_ssim", "val_hf")
+LABELS = {"val_psnr": "PSNR (dB)", "val_ssim": "SSIM", "val_hf": "HF ratio", "val_hf_err": "HF error",
+          "val_mse": "MSE", "best_val_psnr": "best PSNR (dB)", "loss_g": "loss G", "loss_d": "loss D",
+          "loss_pixel": "pixel loss", "d_real": "D(real)", "d_fake": "D(fake)"}
+DECIMALS = {"val_psnr": 2, "best_val_psnr": 2, "val_ssim": 4, "val_hf": 3, "val_hf_err": 3, "d_gap": 3}
+# which way is better for a metric that is not an objective (HF ratio: closest to 1 = HR's detail)
+BETTER = {"val_psnr": "max", "val_ssim": "max", "val_hf": "one", "val_hf_err": "min", "val_mse": "min"}
+CONTINUOUS = ("uniform", "loguniform", "int")
+STATUSES = ("completed", "stopped early", "diverged", "failed", "running")
+MISSING = "—"
+
+
+# ----------------------------------------------------------------------------- spec helpers
+
+
+def objectives(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(metric, mode), ...] from the spec's objective; val_psnr/max when the spec lacks one."""
+    o = spec.get("objective") or {}
+    if "metrics" in o:
+        return list(zip(o["metrics"], o["modes"]))
+    return [(o.get("metric", "val_psnr"), o.get("mode", "max"))]
+
+
+def searched_keys(spec: dict[str, Any], trials: pd.DataFrame) -> list[str]:
+    """The spec's space keys in spec order, then any other key a trial's tag says was searched."""
+    keys = list((spec.get("space") or {}).keys())
+    for searched in trials["searched"]:
+        keys += [k for k in searched if k not in keys]
+    return keys
+
+
+def is_continuous(spec: dict[str, Any], key: str) -> bool:
+    return ((spec.get("space") or {}).get(key) or {}).get("type") in CONTINUOUS
+
+
+def shown_metrics(spec: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys([m for m, _ in objectives(spec)] + list(SHOWN)))
+
+
+def short_key(key: str, keys: list[str]) -> str:
+    """`loss.beta` -> `beta` unless two searched keys would then read alike."""
+    tail = key.rsplit(".", 1)[-1]
+    return tail if sum(k.rsplit(".", 1)[-1] == tail for k in keys) == 1 else key
+
+
+def fmt_param(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def fmt_metric(metric: str, value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return MISSING
+    if metric in DECIMALS:
+        return f"{value:.{DECIMALS[metric]}f}"
+    return f"{value:.4g}"
+
+
+def fmt_mean_std(metric: str, mean: float, std: float) -> str:
+    """`30.50 ± 0.71`; the mean alone when there is no spread to show."""
+    text = fmt_metric(metric, mean)
+    return text if text == MISSING or not np.isfinite(std) else f"{text} ± {fmt_metric(metric, std)}"
+
+
+# ----------------------------------------------------------------------------- per trial
+
+
+def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """`trials` plus, per trial: best_epoch, every metric at the best epoch, and whole-run figures.
+
+    Added columns: best_epoch (NaN without history), one column per metric (its value at
+    best_epoch), d_gap (D(real) - D(fake) at the last epoch: how far D separates the two
+    when training ended), train_time_total_s, grid_artifact (the best epoch's sample grid).
+    """
+    metric, mode = objectives(spec)[0]
+    metric_cols = [c for c in history.columns if c not in ("run_id", "trial_id", "epoch", "grid_artifact")]
+    out = []
+    for run_id in trials["run_id"]:
+        h = history[history["run_id"] == run_id].sort_values("epoch")
+        row: dict[str, Any] = {"run_id": run_id, "best_epoch": np.nan, "d_gap": np.nan,
+                               "train_time_total_s": float(h["train_time_s"].sum()) if "train_time_s" in h else 0.0,
+                               "grid_artifact": None}
+        row.update({c: np.nan for c in metric_cols})
+        values = pd.to_numeric(h[metric], errors="coerce") if metric in h else pd.Series(dtype=float)
+        if values.notna().any():
+            best = h.loc[values.idxmax() if mode == "max" else values.idxmin()]
+            row.update({c: best[c] for c in metric_cols})
+            row["best_epoch"] = int(best["epoch"])
+            row["grid_artifact"] = _nearest_grid(h, int(best["epoch"]))
+        if {"d_real", "d_fake"} <= set(h.columns):
+            both = h.dropna(subset=["d_real", "d_fake"])
+            if len(both):
+                row["d_gap"] = float(both["d_real"].iloc[-1] - both["d_fake"].iloc[-1])
+        out.append(row)
+    extra = pd.DataFrame(out, columns=["run_id", "best_epoch", "d_gap", "train_time_total_s", "grid_artifact",
+                                       *metric_cols])
+    return trials.merge(extra, on="run_id", how="left")
+
+
+def _nearest_grid(h: pd.DataFrame, epoch: int) -> str | None:
+    """The best epoch's grid, else the closest earlier one, else the closest later one."""
+    if "grid_artifact" not in h:
+        return None
+    g = h.dropna(subset=["grid_artifact"])
+    if g.empty:
+        return None
+    earlier = g[g["epoch"] <= epoch]
+    return (earlier.iloc[-1] if len(earlier) else g.iloc[0])["grid_artifact"]
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def bin_labels(values: pd.Series, param: dict[str, Any], bins: int) -> pd.Series:
+    """Equal-width bins over the param's [low, high] (log-spaced for log ranges), labelled `lo–hi`."""
+    x = pd.to_numeric(values, errors="coerce")
+    low = float(param.get("low", x.min()))
+    high = float(param.get("high", x.max()))
+    log = param.get("type") == "loguniform" or bool(param.get("log"))
+    edges = np.geomspace(low, high, bins + 1) if log and low > 0 else np.linspace(low, high, bins + 1)
+    idx = np.clip(np.searchsorted(edges, x.to_numpy(), side="right") - 1, 0, bins - 1)
+    labels = [f"{edges[i]:.2g}–{edges[i + 1]:.2g}" for i in range(bins)]
+    return pd.Series([labels[i] if np.isfinite(v) else MISSING for i, v in zip(idx, x)], index=values.index)
+
+
+def group_columns(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins: int | None = None) -> pd.DataFrame:
+    """One display-string column per searched key plus `group` (the row's label), per trial."""
+    cols = pd.DataFrame(index=best.index)
+    for key in keys:
+        raw = best.get(PARAM_PREFIX + key, pd.Series([None] * len(best), index=best.index))
+        if bins and is_continuous(spec, key):
+            cols[key] = bin_labels(raw, spec["space"][key], bins)
+        else:
+            cols[key] = raw.map(fmt_param)
+    cols["group"] = [", ".join(f"{short_key(k, keys)}={r[k]}" for k in keys) or "all trials"
+                     for _, r in cols.iterrows()]
+    return cols
+
+
+def mean_std(values: pd.Series) -> tuple[float, float, int]:
+    """Mean, sample std (ddof=1; NaN for fewer than 2 values) and count of the finite values."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
+
+
+def group_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins: int | None = None) -> pd.DataFrame:
+    """One row per group, ranked by the first objective: the numbers behind the report's main table.
+
+    Columns: rank, group, one per searched key, n, seeds, <metric>_mean/_std/_n for each
+    shown metric, best_epochs, one count per status, d_gap_mean/_std, best_run_id (the
+    group's best trial by the first objective).
+    """
+    metric, mode = objectives(spec)[0]
+    labels = group_columns(best, spec, keys, bins)
+    frame = pd.concat([best, labels.add_prefix("g:")], axis=1)
+    rows = []
+    for label, g in frame.groupby("g:group", sort=False):
+        row: dict[str, Any] = {"group": label, **{k: g[f"g:{k}"].iloc[0] for k in keys}, "n": len(g),
+                               "seeds": ", ".join(str(s) for s in sorted(g["seed"].dropna().unique()))}
+        for m in shown_metrics(spec):
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = mean_std(g[m]) if m in g else (math.nan, math.nan, 0)
+        epochs = g["best_epoch"].dropna().astype(int)
+        row["best_epochs"] = (MISSING if epochs.empty else str(epochs.min()) if epochs.min() == epochs.max()
+                              else f"{epochs.min()}–{epochs.max()}")
+        for status in STATUSES:
+            row[status] = int((g["status"] == status).sum())
+        row["d_gap_mean"], row["d_gap_std"], _ = mean_std(g["d_gap"])
+        scored = g.dropna(subset=[metric]) if metric in g else g.iloc[0:0]
+        pick = scored.loc[scored[metric].idxmax() if mode == "max" else scored[metric].idxmin()] if len(scored) \
+            else g.iloc[0]
+        row["best_run_id"] = pick["run_id"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table.sort_values(f"{metric}_mean", ascending=(mode == "min"), na_position="last", kind="stable")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def bicubic_rows(best: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """The bicubic reference: one row per validation setting (scale and data.* params that vary).
+
+    Columns: label, then <metric>_mean/_std for each shown metric that has a bicubic_* twin.
+    """
+    setting = [c for c in best if (c == PARAM_PREFIX + "scale" or c.startswith(PARAM_PREFIX + "data."))
+               and best[c].map(fmt_param).nunique() > 1]
+    groups = best.groupby([best[c].map(fmt_param) for c in setting], sort=True) if setting else [((), best)]
+    rows = []
+    for values, g in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        label = "bicubic" + (" (" + ", ".join(f"{c[len(PARAM_PREFIX):]}={v}" for c, v in zip(setting, values))
+                             + ")" if setting else "")
+        row: dict[str, Any] = {"label": label}
+        for m in shown_metrics(spec):
+            twin = "bicubic_" + m.removeprefix("val_")
+            row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(g[twin]) if twin in g else (math.nan, math.nan, 0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_mask(values: np.ndarray, modes: list[str]) -> np.ndarray:
+    """True for the rows no other row dominates (rows with NaN are never on the front)."""
+    signed = np.asarray(values, dtype=float) * np.array([1.0 if m == "max" else -1.0 for m in modes])
+    ok = np.isfinite(signed).all(axis=1)
+    front = ok.copy()
+    for i in np.flatnonzero(ok):
+        others = signed[ok]
+        front[i] = not np.any((others >= signed[i]).all(axis=1) & (others > signed[i]).any(axis=1))
+    return front
+
+
+# ----------------------------------------------------------------------------- display
+
+
+def _best_index(col: pd.Series, rule: str) -> int | None:
+    v = pd.to_numeric(col, errors="coerce")
+    if v.notna().sum() < 2:
+        return None
+    return int((v - 1).abs().idxmin() if rule == "one" else v.idxmax() if rule == "max" else v.idxmin())
+
+
+def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any],
+               keys: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(header, reference rows, ranked rows) of display strings; the best group per metric in **bold**."""
+    metrics = shown_metrics(spec)
+    modes = dict(objectives(spec))
+    header = ["#", *[short_key(k, keys) for k in keys], "n", *[LABELS.get(m, m) for m in metrics],
+              "best epoch", "diverged", "stopped early", "D(real)−D(fake)"]
+    bold = {m: _best_index(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max"))) for m in metrics}
+    rows = []
+    for i, r in groups.iterrows():
+        cells = [str(r["rank"]), *[r[k] for k in keys], str(r["n"])]
+        for m in metrics:
+            text = fmt_mean_std(m, r[f"{m}_mean"], r[f"{m}_std"])
+            cells.append(f"**{text}**" if bold[m] == i else text)
+        cells += [r["best_epochs"], f"{r['diverged']}/{r['n']}", f"{r['stopped early']}/{r['n']}",
+                  fmt_mean_std("d_gap", r["d_gap_mean"], r["d_gap_std"])]
+        rows.append(cells)
+    refs = [["", b["label"], *[""] * (len(keys) - 1 + 1),
+             *[fmt_mean_std(m, b[f"{m}_mean"], b[f"{m}_std"]) for m in metrics], "", "", "", ""]
+            for _, b in bicubic.iterrows()]
+    if not keys:  # no key column to hold the label: put it in the rank column
+        refs = [[b["label"], "", *r[2:]] for b, r in zip(bicubic.to_dict("records"), refs)]
+    return header, refs, rows
+
+
+def trial_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Every trial at its best epoch, ranked by the first objective."""
+    metric, mode = objectives(spec)[0]
+    metrics = shown_metrics(spec)
+    ranked = best.sort_values(metric, ascending=(mode == "min"), na_position="last", kind="stable") \
+        if metric in best else best
+    header = ["trial", *[short_key(k, keys) for k in keys], "seed", "status", "epochs", "best epoch",
+              *[LABELS.get(m, m) for m in metrics], "D(real)−D(fake)", "train time (s)"]
+    rows = []
+    for _, r in ranked.iterrows():
+        rows.append([str(r["trial_id"]), *[fmt_param(r.get(PARAM_PREFIX + k)) for k in keys],
+                     MISSING if pd.isna(r["seed"]) else str(r["seed"]), r["status"], str(r["epochs"]),
+                     MISSING if pd.isna(r["best_epoch"]) else str(int(r["best_epoch"])),
+                     *[fmt_metric(m, r[m]) if m in r else MISSING for m in metrics],
+                     fmt_metric("d_gap", r["d_gap"]), f"{r['train_time_total_s']:.1f}"])
+    return header, rows
+
+
+# ----------------------------------------------------------------------------- compute
+
+
+def duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def compute_used(best: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any],
+                 parent: dict[str, Any]) -> list[tuple[str, str]]:
+    """(quantity, value) rows: trials by status, epochs, summed train time, wall time, resources."""
+    counts = best["status"].value_counts()
+    status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
+    train = float(best["train_time_total_s"].sum())
+    res = spec.get("resources") or {}
+    workers, cpus, gpus = res.get("workers", 1), res.get("cpus_per_worker", 1), res.get("gpus_per_worker", 0)
+    rows = [("trials", f"{len(best)} ({status})"),
+            ("configurations x repeats", f"{spec.get('trials', MISSING)} x {spec.get('repeats', 1)}"),
+            ("epochs trained (all trials)", str(int(best["epochs"].sum()))),
+            ("train time (sum of train_time_s)", duration(train))]
+    end = parent["end_time"] if pd.notna(parent["end_time"]) else pd.Timestamp.now(tz="UTC")
+    if pd.notna(parent["start_time"]):
+        rows.append(("study wall time", duration((end - parent["start_time"]).total_seconds())
+                     + ("" if pd.notna(parent["end_time"]) else " (so far)")))
+    if res:
+        rows.append(("resources per trial", f"{workers} worker(s) x ({cpus:g} CPU, {gpus:g} GPU)"))
+        if gpus:
+            rows.append(("GPU time (train time x workers x GPUs)", duration(train * workers * gpus)))
+    if "images_per_s" in history and history["images_per_s"].notna().any():
+        rows.append(("throughput (median over trial-epochs)", f"{history['images_per_s'].median():.1f} images/s"))
+    device = PARAM_PREFIX + "runtime.device"
+    if device in best:
+        rows.append(("runtime.device", ", ".join(sorted(best[device].map(str).unique()))))
+    return rows

@@ -1,0 +1,160 @@
+"""MLflow tracking: the smoke study read back from the store, a real `mlflow server` over HTTP,
+and four trials logging at once into a fresh default store."""
+
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from study.tracking import GRID_KEY, StudyTracker, TrialTracker
+from trainables.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def study_runs(uri: str, name: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("srstudy.role") == "study"]
+    kids = [r for r in runs if r.data.tags.get("srstudy.role") == "trial"]
+    return client, parents, kids
+
+
+@pytest.mark.slow
+def test_smoke_study_in_the_default_store(smoke_study):
+    uri = f"sqlite:///{smoke_study / 'mlflow.db'}"
+    client, parents, kids = study_runs(uri, "smoke")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"spec.yaml", "plan.txt", "results.md", "results.parquet"} <= artifacts
+    assert len(kids) == 4  # smoke.yaml: 4 trials
+    for kid in kids:
+        assert kid.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        status = kid.data.tags["srstudy.status"]
+        assert status in ("completed", "stopped early")
+        assert kid.info.status == "FINISHED"
+        epochs = [m.step for m in client.get_metric_history(kid.info.run_id, "val_psnr")]
+        assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= 1
+        if status == "completed":
+            assert len(epochs) == 3
+        assert kid.data.params["model.g_channels"] == "8" and kid.data.params["scale"] == "2"
+        images = client.list_artifacts(kid.info.run_id, "images")
+        assert len(images) >= len(epochs)  # a sample grid per epoch (MLflow stores a few files per step)
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert {m.source_run_id for m in models} == {k.info.run_id for k in kids}  # each trial's best generator
+
+    # --resume on a finished study adds nothing: no duplicate child runs
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-m", "study.run", str(REPO / "search_spaces" / "smoke.yaml"), "--resume"],
+                          cwd=smoke_study, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, parents2, kids2 = study_runs(uri, "smoke")
+    assert len(parents2) == 1 and len(kids2) == 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not come up")
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_study_logs_over_http_to_a_real_mlflow_server(tmp_path, mlflow_server):
+    import yaml
+
+    spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
+    spec.update(name="http", trials=2, max_concurrent=2, scheduler={"type": "none"})
+    spec["base"]["schedule.gan_epochs"] = 1
+    path = tmp_path / "http.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--tracking-uri", mlflow_server],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+    client, parents, kids = study_runs(mlflow_server, "http")
+    assert len(parents) == 1 and len(kids) == 2
+    for kid in kids:
+        assert len(client.get_metric_history(kid.info.run_id, "val_psnr")) == 2
+        assert kid.data.tags["srstudy.status"] == "completed"
+    # artifacts went through the server's proxy into its artifact folder
+    assert any((tmp_path / "artifacts").rglob("*.png"))
+
+
+EPOCHS = 12
+
+
+def _log_trial(settings: dict, grid_dir: str, trial: int, barrier) -> None:
+    cfg = load_config(overrides={"seed": trial})
+    tracker = TrialTracker(**settings, trial_id=f"t{trial}", trial_name=f"trial {trial}", sampled={}, repeat=0)
+    barrier.wait()  # all four start logging at the same moment
+    tracker.start(cfg)
+    grid = Path(grid_dir) / f"grid{trial}.png"
+    Image.fromarray(np.full((8, 8, 3), trial * 40, np.uint8)).save(grid)
+    for epoch in range(1, EPOCHS + 1):
+        metrics = {"epoch": epoch, "phase": "gan", "status": "running", "val_psnr": 30.0 + trial + epoch / 100,
+                   **{f"m{i}": float(i * epoch) for i in range(20)}, "grid_path": str(grid)}
+        tracker.log_epoch(metrics, None)
+    tracker.finish("completed")
+
+
+def test_four_trials_log_at_once_into_a_fresh_default_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = StudyTracker(uri, "concurrent")  # the driver creates the schema and experiment first
+    driver.start("name: concurrent\n", ["plan"], "abc", "four writers")
+    settings = driver.worker_settings("abc")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_log_trial, args=(settings, str(tmp_path), i, barrier)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        assert p.exitcode == 0
+    client, parents, kids = study_runs(uri, "concurrent")
+    assert len(kids) == 4
+    for kid in kids:
+        for name in ("val_psnr", "m0", "m19"):
+            assert len(client.get_metric_history(kid.info.run_id, name)) == EPOCHS, name
+        history = client.get_metric_history(kid.info.run_id, "m7")
+        assert sorted(m.value for m in history) == [7.0 * e for e in range(1, EPOCHS + 1)]
+        images = client.list_artifacts(kid.info.run_id, "images")
+        assert len(images) >= EPOCHS
