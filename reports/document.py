@@ -15,6 +15,7 @@ from pathlib import Path
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")
+_MINUS = re.compile(r"(?<![\w.])-(?=\d)")
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
@@ -159,6 +160,7 @@ def tex(text: str) -> str:
     out = "".join(_TEX_ESCAPE.get(ch, ch) for ch in text)
     for sym, rep in _TEX_SYMBOLS.items():
         out = out.replace(sym, rep)
+    out = _MINUS.sub(r"$-$", out)  # a negative number, not a hyphen
     out = _BOLD.sub(r"\\textbf{\1}", out)
     return _CODE.sub(r"\\texttt{\1}", out)
 

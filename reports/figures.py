@@ -51,7 +51,8 @@ def sample_grids(items: list[tuple[str, np.ndarray]], ncols: int = 4) -> Figure:
         if i < len(items):
             title, image = items[i]
             ax.imshow(image, interpolation="nearest")
-            ax.set_title("\n".join(textwrap.wrap(title, 38)), fontsize=8)
+            head, *rest = title.split("\n")
+            ax.set_title("\n".join([*textwrap.wrap(head, 44), *rest]), fontsize=8)
     return fig
 
 

@@ -102,7 +102,8 @@ def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any])
     when training ended), train_time_total_s, grid_artifact (the best epoch's sample grid).
     """
     metric, mode = objectives(spec)[0]
-    metric_cols = [c for c in history.columns if c not in ("run_id", "trial_id", "epoch", "grid_artifact")]
+    # the trainer's own running `best_epoch` metric is replaced by this report's best epoch
+    metric_cols = [c for c in history.columns if c not in ("run_id", "trial_id", "epoch", "grid_artifact", "best_epoch")]
     out = []
     for run_id in trials["run_id"]:
         h = history[history["run_id"] == run_id].sort_values("epoch")
@@ -224,6 +225,8 @@ def bicubic_rows(best: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
         for m in shown_metrics(spec):
             twin = "bicubic_" + m.removeprefix("val_")
             row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(g[twin]) if twin in g else (math.nan, math.nan, 0)
+            if row[f"{m}_std"] < 1e-9:  # one validation set gives one bicubic value: no spread to show
+                row[f"{m}_std"] = math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

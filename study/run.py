@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["MLFLOW_TRACKING_URI"] = uri  # trials inherit it through the runtime env
     driver_cpus = runner.start_ray(args.address)
     concurrency = runner.plan_concurrency(spec, driver_cpus)
+    runner.check_storage(storage)
     print(f"\nRay: {runner.ray.cluster_resources().get('CPU', 0) - driver_cpus:g} CPUs, "
           f"{runner.ray.cluster_resources().get('GPU', 0):g} GPUs; up to {concurrency} trial(s) at once")
 

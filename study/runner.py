@@ -215,6 +215,46 @@ def start_ray(address: str | None) -> int:
     return extra
 
 
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
+                       "fuse.", "9p", "virtiofs", "efs", "wekafs")
+
+
+def filesystem_type(path: str) -> str:
+    """The fstype of the mount holding `path` (from /proc/mounts), or '' where unknown."""
+    target = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                parts = line.split()
+                if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
+                    if len(parts[1]) > len(best):
+                        best, fstype = parts[1], parts[2]
+    except OSError:
+        return ""
+    return fstype
+
+
+def check_storage(storage: str) -> None:
+    """A cluster that spans several hosts needs storage every node can reach.
+
+    URIs (s3://, gs://, ...) are shared; so is a path on a network filesystem. A plain
+    local path on a multi-host cluster would scatter checkpoints over the nodes' disks, so
+    it is refused unless SRSTUDY_SHARED_STORAGE=1 says the path is shared some other way.
+    """
+    if "://" in storage or os.environ.get("SRSTUDY_SHARED_STORAGE") == "1":
+        return
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) <= 1:
+        return
+    fstype = filesystem_type(storage)
+    if any(fstype == fs or fstype.startswith(fs) for fs in NETWORK_FILESYSTEMS):
+        return
+    raise UserError(f"storage {storage}: a local path ({fstype or 'unknown'} filesystem) on a cluster of "
+                    f"{len(hosts)} hosts; give a path on shared storage (NFS, Lustre, ...) or a URI such as "
+                    f"s3://bucket/studies (set SRSTUDY_SHARED_STORAGE=1 if this path is shared)")
+
+
 def plan_concurrency(spec: StudySpec, driver_cpus: int = 0) -> int:
     """How many trials can run at once on this cluster; UserError when one trial cannot fit at all."""
     total = ray.cluster_resources()

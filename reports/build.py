@@ -1,0 +1,302 @@
+"""`python -m reports.build STUDY`: a finished study in MLflow -> paper-style tables, figures and a report.
+
+Writes report.md, a self-contained report.html, tables.tex (booktabs), trials.csv and
+trials.parquet (every trial x epoch), groups.csv (the main table's numbers) and
+figures/*.png to `reports_out/<study>/`, prints the main table, and logs the folder to
+the study's parent run under `report/` (skip with --no-log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot: reports run on headless machines
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from reports import figures, tables  # noqa: E402
+from reports.document import Doc, Table, to_latex  # noqa: E402
+from reports.importance import param_importances  # noqa: E402
+from reports.load import PARAM_PREFIX, Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
+from trainables.errors import UserError  # noqa: E402
+
+TOP = 8  # groups shown in the sample-grid figure and coloured in the curves
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
+    p.add_argument("study", help="study name (its MLflow experiment)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument("--out", default=None, help="output folder (default: reports_out/<study>/)")
+    p.add_argument("--parent-run-id", default=None, help="which parent run, when the experiment holds several")
+    p.add_argument("--bins", type=int, default=None,
+                   help="group continuous params into this many bins over their range (default: by value)")
+    p.add_argument("--top", type=int, default=TOP, help=f"groups in the sample-grid figure (default {TOP})")
+    p.add_argument("--no-log", action="store_true", help="do not log the report to the study's parent run")
+    return p
+
+
+@dataclass
+class Built:
+    """What `write_report` produced, for printing and logging."""
+
+    out: Path
+    markdown: str
+    main_md: str
+    files: list[Path] = field(default_factory=list)
+
+
+def _grid_items(study: Study, best: pd.DataFrame, groups: pd.DataFrame, top: int, metric: str) -> list:
+    """(title, image) per top group: its best trial's sample grid at its best epoch, from MLflow."""
+    from PIL import Image
+
+    items = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, g in groups.head(top).iterrows():
+            trial = best[best["run_id"] == g["best_run_id"]].iloc[0]
+            if not trial["grid_artifact"]:
+                continue
+            path = download_grid(study.tracking_uri, trial["run_id"], trial["grid_artifact"], Path(tmp) / trial["run_id"])
+            epoch = int(path.name.split("+step+")[1].split("+")[0]) if "+step+" in path.name else trial["best_epoch"]
+            value = tables.fmt_metric(metric, trial[metric]) if metric in trial else tables.MISSING
+            title = (f"{g['rank']}. {g['group']}\n{tables.LABELS.get(metric, metric)}: {value} at epoch {epoch}\n"
+                     f"trial {trial['trial_id']}, seed {trial['seed']}")
+            items.append((title, np.asarray(Image.open(path).convert("RGB"))))
+    return items
+
+
+def long_frame(best: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Every trial x epoch: the trial's own columns, then that epoch's metrics (trials.csv/.parquet)."""
+    # history's columns win a name clash (its `best_epoch` is the trainer's running metric)
+    own = [c for c in best.columns if c not in history.columns and c not in ("group", "grid_artifact")]
+    frame = best[["run_id", *own]].merge(history.drop(columns=["trial_id"]), on="run_id", how="left")
+    best_epoch = frame["run_id"].map(best.set_index("run_id")["best_epoch"])
+    frame.insert(frame.columns.get_loc("epoch") + 1, "is_best_epoch", (frame["epoch"] == best_epoch).fillna(False))
+    return frame
+
+
+def _write_frames(out: Path, frame: pd.DataFrame, groups: pd.DataFrame) -> list[Path]:
+    csv = frame.copy()
+    csv["searched"] = csv["searched"].map(json.dumps)  # a list reads back from JSON, not from repr
+    paths = [out / "trials.csv", out / "trials.parquet", out / "groups.csv"]
+    csv.to_csv(paths[0], index=False)
+    parquet = frame.copy()
+    for col in parquet.columns:  # pyarrow rejects object columns mixing types (e.g. 0 and "x")
+        if parquet[col].dtype == object and col != "searched":
+            kinds = {type(v) for v in parquet[col] if v is not None and not (isinstance(v, float) and np.isnan(v))}
+            if len(kinds) > 1:
+                parquet[col] = parquet[col].map(lambda v: None if v is None else str(v))
+    parquet.to_parquet(paths[1], engine="pyarrow", index=False)
+    groups.to_csv(paths[2], index=False)
+    return paths
+
+
+def _setup_section(doc: Doc, study: Study) -> None:
+    spec = study.spec
+    doc.heading("Setup")
+    objs = tables.objectives(spec)
+    goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} `{n}`" for n, m in objs)
+    items = [f"objective: {goals}" + (" (Pareto front)" if len(objs) > 1 else "")]
+    if spec:
+        s, sch = spec.get("searcher") or {}, spec.get("scheduler") or {}
+        items.append(f"searcher: {s.get('algorithm', '?')} (seed {s.get('seed', '?')})")
+        items.append("scheduler: " + ("none (every trial runs all its epochs)" if sch.get("type") in (None, "none")
+                                      else f"{sch['type']} (grace period {sch.get('grace_period')}, "
+                                           f"reduction factor {sch.get('reduction_factor')}, max_t {sch.get('max_t')})"))
+    items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), parent run `{study.parent['run_id']}`, "
+                 f"`{study.tracking_uri}`")
+    doc.bullets(items)
+    space = spec.get("space") or {}
+    if space:
+        rows = []
+        for key, p in space.items():
+            values = (", ".join(tables.fmt_param(v) for v in p["values"]) if "values" in p
+                      else f"[{tables.fmt_param(p.get('low'))}, {tables.fmt_param(p.get('high'))}]"
+                      + (" log" if p.get("type") == "loguniform" or p.get("log") else ""))
+            rows.append([f"`{key}`", p.get("type", "?"), values])
+        doc.table(Table(["searched key", "type", "values / range"], rows, caption="The search space.", text_cols=3))
+    if spec.get("base"):
+        doc.para("Fixed settings (`base`, on top of the trial-config defaults):")
+        doc.code("\n".join(f"{k}: {v}" for k, v in spec["base"].items()))
+
+
+def write_report(study: Study, out: Path, bins: int | None = None, top: int = TOP) -> Built:
+    """Build every table and figure of `study` into `out` (the only I/O: grids from MLflow, files)."""
+    spec = study.spec
+    keys = tables.searched_keys(spec, study.trials)
+    objs = tables.objectives(spec)
+    metric = objs[0][0]
+    best = tables.best_rows(study.trials, study.history, spec)
+    best["group"] = tables.group_columns(best, spec, keys, bins)["group"]
+    groups = tables.group_table(best, spec, keys, bins)
+    bicubic = tables.bicubic_rows(best, spec)
+    header, refs, rows = tables.main_table(groups, bicubic, spec, keys)
+    stds = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
+    grouping = ("by each trial's own value" if not bins else f"in {bins} bins over the spec's range")
+    caption = (f"Groups of trials with equal searched settings (continuous settings {grouping}), ranked by "
+               f"mean `{metric}` ({'higher' if objs[0][1] == 'max' else 'lower'} is better); metrics at each trial's best "
+               f"epoch (its best `{metric}`), {stds}. HF ratio: high-frequency energy of SR over HR (1 = HR's "
+               "detail). Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at "
+               "the last epoch. Bold: best group per column.")
+    main = Table(header, rows, refs, caption=caption, text_cols=1 + len(keys))
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig_dir = out / "figures"
+    shutil.rmtree(fig_dir, ignore_errors=True)  # no stale figures from an earlier build
+    doc = Doc(f"Study `{study.name}`")
+    question = study.parent["description"] or spec.get("description") or ""
+    if question:
+        doc.para(f"**Question.** {question}")
+    counts = best["status"].value_counts()
+    doc.para(f"Parent run status **{study.parent['status']}**; {len(best)} trials ("
+             + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts) + ").")
+    if study.unfinished:
+        doc.note(unfinished_message(study) + ": this report covers what exists so far; build it again when "
+                 "the study ends.")
+    for note in study.notes:
+        doc.note(note)
+    _setup_section(doc, study)
+    doc.heading("Compute used")
+    doc.table(Table(["quantity", "value"], [[k, v] for k, v in tables.compute_used(best, study.history, spec,
+                                                                                 study.parent)]))
+    doc.heading("Results")
+    doc.table(main)
+
+    doc.heading("Figures")
+    written: list[Path] = []
+    items = _grid_items(study, best, groups, top, metric)
+    if items:
+        written.append(figures.save(figures.sample_grids(items), fig_dir / "samples.png"))
+        more = f" (top {top} of {len(groups)} groups)" if len(groups) > top else ""
+        doc.image("figures/samples.png", f"Sample grids of each group's best trial at its best epoch{more}: "
+                                         "rows SR, bicubic, LR (nearest), HR; one column per validation patch.")
+    else:
+        doc.para("No sample grids were logged for these trials.")
+    order = groups["group"].tolist()
+    ref_psnr = bicubic["val_psnr_mean"].iloc[0] if "val_psnr_mean" in bicubic and len(bicubic) == 1 else None
+    written.append(figures.save(figures.curves(best, study.history, "val_psnr", order, ref_psnr,
+                                               "Validation PSNR per epoch (mean over seeds)", top=top),
+                                fig_dir / "psnr_per_epoch.png"))
+    doc.image("figures/psnr_per_epoch.png", "Validation PSNR per epoch, one line per group (band: ± sample std "
+                                            "over seeds); dashed: bicubic; shaded: MSE pretraining epochs.")
+    ref_mse = (float(best["bicubic_mse"].mean()) if "bicubic_mse" in best and len(bicubic) == 1 else None)
+    written.append(figures.save(figures.curves(best, study.history, "val_mse", order, ref_mse,
+                                               "Content loss: validation pixel MSE (cf. the paper's Figure 4)",
+                                               top=top), fig_dir / "content_loss.png"))
+    doc.image("figures/content_loss.png", "Content loss (validation pixel MSE in [-1, 1] space) per epoch against "
+                                          "the bicubic level (dashed); shaded: the MSE pretraining epochs.")
+    if len(objs) > 1:
+        written.append(figures.save(figures.pareto(best, objs), fig_dir / "pareto.png"))
+        doc.image("figures/pareto.png", "Objectives at each trial's best epoch; red: the Pareto front "
+                                        "(no other trial is at least as good on every objective and better on one).")
+    imps, why = param_importances(best, spec, keys)
+    if imps:
+        n = int(best.dropna(subset=[m for m, _ in objs if m in best]).shape[0])
+        written.append(figures.save(figures.importances(imps, n), fig_dir / "importances.png"))
+        doc.image("figures/importances.png", f"Parameter importances for each objective from Optuna's default "
+                                             f"evaluator (PED-ANOVA) over {n} trials"
+                                             + ("; with few trials they are rough." if n < 20 else "."))
+    else:
+        doc.note(f"Parameter importances skipped: {why}.")
+
+    doc.heading("All trials")
+    t_header, t_rows = tables.trial_table(best, spec, keys)
+    trial_tab = Table(t_header, t_rows, caption=f"Every trial at its best epoch (best `{metric}`).", text_cols=1 + len(keys))
+    doc.table(trial_tab)
+
+    markdown = doc.to_markdown()
+    (out / "report.md").write_text(markdown)
+    (out / "report.html").write_text(doc.to_html(out))
+    (out / "tables.tex").write_text(f"% study {study.name}: \\usepackage{{booktabs}}\n"
+                                    + to_latex(main, f"tab:{study.name}-main") + "\n"
+                                    + to_latex(trial_tab, f"tab:{study.name}-trials"))
+    written = [out / "report.md", out / "report.html", out / "tables.tex"] + written
+    written += _write_frames(out, long_frame(best, study.history), groups)
+    return Built(out, markdown, "\n".join(_main_lines(main)), written)
+
+
+def _main_lines(t: Table) -> list[str]:
+    from reports.document import _md_table
+
+    return _md_table(Table(t.header, t.rows, t.refs, text_cols=t.text_cols))
+
+
+def unfinished_message(study: Study) -> str:
+    running = int((study.trials["status"] == "running").sum())
+    return (f"study {study.name!r} is unfinished (parent run {study.parent['status']}, "
+            f"{running} of {len(study.trials)} trials still running)")
+
+
+def log_report(study: Study, out: Path) -> None:
+    """The report folder as the parent run's `report/` artifacts (the MLflow UI renders report.html)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(study.tracking_uri).log_artifacts(study.parent["run_id"], str(out), artifact_path="report")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bins is not None and args.bins < 1:
+        raise UserError(f"--bins {args.bins}: expected a positive number of bins")
+    if args.top < 1:
+        raise UserError(f"--top {args.top}: expected at least 1 group")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    study = load_study(args.study, uri, args.parent_run_id)
+    out = Path(args.out) if args.out else Path("reports_out") / study.name
+    counts = study.trials["status"].value_counts()
+    print(f"study {study.name}: {len(study.trials)} trials ("
+          + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts)
+          + f"), parent run {study.parent['run_id']} {study.parent['status']}, from {uri}")
+    if study.unfinished:
+        print(f"note: {unfinished_message(study)}; the report covers what exists so far")
+    for note in study.notes:
+        print(f"note: {note}")
+    built = write_report(study, out.resolve(), args.bins, args.top)
+    print()
+    print(built.main_md)
+    print(f"\nwrote {len(built.files)} files to {built.out}: "
+          + ", ".join(str(p.relative_to(built.out)) for p in built.files))
+    if args.no_log:
+        print("--no-log: the report was not logged to MLflow")
+    else:
+        try:
+            log_report(study, built.out)
+            print(f"logged to MLflow: parent run {study.parent['run_id']}, artifacts report/")
+        except Exception as exc:  # the files on disk are the report; the upload is a convenience
+            print(f"warning: could not log the report to MLflow ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:160] if str(exc) else ''})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args = build_parser().parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MlflowException as exc:  # an unreachable server or a bad URI, said in one line
+        print(f"error: MLflow ({args.tracking_uri or 'default store'}): {str(exc).splitlines()[0][:200]}",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

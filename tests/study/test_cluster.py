@@ -1,0 +1,164 @@
+"""A real two-node Ray cluster on 127.0.0.1 (own ports, own temp folder, token auth): the smoke
+study through `ray job submit`, logging to a real MLflow server; an impossible GPU request fails fast.
+
+Only the processes this test starts are stopped (`ray stop` would stop every Ray on the host).
+"""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def node_ports() -> list[str]:
+    """Every port a Ray node opens, chosen free, so this cluster collides with no other Ray."""
+    agent, grpc, env_agent, metrics, manager, objects, lo = free_ports(7)
+    return ["--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(grpc),
+            "--runtime-env-agent-port", str(env_agent), "--metrics-export-port", str(metrics),
+            "--node-manager-port", str(manager), "--object-manager-port", str(objects),
+            "--min-worker-port", str(20000 + lo % 20000), "--max-worker-port", str(20000 + lo % 20000 + 200)]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    temp_dir = Path("/tmp") / f"srray{secrets.token_hex(3)}"  # Ray's socket paths must stay short
+    gcs, dashboard, mlflow_port = free_ports(3)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), MLFLOW_DISABLE_TELEMETRY="true")
+    procs = []
+
+    def start(args):
+        p = subprocess.Popen(args, env=env, cwd=tmp, stdout=open(tmp / f"log{len(procs)}.txt", "w"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(p)
+        return p
+
+    start([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+           "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+           "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", str(temp_dir), "--disable-usage-stats",
+           *node_ports()])
+    wait_http(f"http://127.0.0.1:{dashboard}/api/version", timeout=180)
+    start([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--address", f"127.0.0.1:{gcs}",
+           "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats",
+           *node_ports()])
+    start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+           "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--artifacts-destination",
+           str(tmp / "artifacts"), "--workers", "1"])
+    wait_http(f"http://127.0.0.1:{mlflow_port}/health")
+    # wait until both nodes have joined
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", "--address",
+                                 f"127.0.0.1:{gcs}"], env=env, capture_output=True, text=True, timeout=60)
+        if status.stdout.count(" node_") >= 2:
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError("the second node did not join: " + status.stdout + status.stderr)
+    yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "mlflow": f"http://127.0.0.1:{mlflow_port}",
+           "tmp": tmp, "temp_dir": temp_dir}
+    for p in reversed(procs):  # `ray start --block` stops the daemons it started when it gets SIGTERM
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def submit(cluster, job_id: str, entrypoint: list[str]) -> str:
+    """`ray job submit` the entrypoint with this repository as the working dir; wait for the end."""
+    from ray.job_submission import JobSubmissionClient
+
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", cluster["dashboard"],
+           "--submission-id", job_id, "--working-dir", str(REPO),
+           "--runtime-env-json", '{"excludes": [".git", "study_results", "mlflow.db", "mlruns"]}',
+           "--no-wait", "--", *entrypoint]
+    done = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", cluster["env"]["RAY_AUTH_TOKEN"]
+    try:
+        client = JobSubmissionClient(cluster["dashboard"])
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = str(client.get_job_status(job_id))
+            if status.endswith(("SUCCEEDED", "FAILED", "STOPPED")):
+                return status.rsplit(".", 1)[-1] + "\n" + client.get_job_logs(job_id)
+            time.sleep(2)
+    finally:
+        os.environ.pop("RAY_AUTH_MODE")
+        os.environ.pop("RAY_AUTH_TOKEN")
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_smoke_study_through_ray_job_submit(cluster):
+    storage = cluster["tmp"] / "shared_results"
+    out = submit(cluster, "srstudy-smoke", [
+        sys.executable, "-m", "study.run", "search_spaces/smoke.yaml", "--trials", "2",
+        "--storage", str(storage), "--tracking-uri", cluster["mlflow"]])
+    status, logs = out.split("\n", 1)
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "Ray: 3 CPUs" in logs  # the driver joined the two-node cluster instead of starting its own
+    table = pd.read_parquet(storage / "smoke" / "results.parquet")
+    assert len(table) == 2 and table["val_psnr"].notna().all()
+    client = MlflowClient(cluster["mlflow"])
+    exp = client.get_experiment_by_name("smoke")
+    kids = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("srstudy.role") == "trial"]
+    assert len(kids) == 2
+    assert all(len(client.get_metric_history(k.info.run_id, "val_psnr")) >= 1 for k in kids)
+
+
+def test_more_gpus_than_the_cluster_has_fails_fast(cluster):
+    spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
+    spec.update(name="gpu_job", resources={"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1})
+    path = cluster["tmp"] / "gpu_job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    start = time.monotonic()
+    out = submit(cluster, "srstudy-gpu", [sys.executable, "-m", "study.run", str(path),
+                                          "--storage", str(cluster["tmp"] / "gpu_results"),
+                                          "--tracking-uri", cluster["mlflow"]])
+    status, logs = out.split("\n", 1)
+    assert status == "FAILED"
+    assert time.monotonic() - start < 120
+    assert "needs 1 GPU(s)" in logs and "the cluster has 0" in logs
