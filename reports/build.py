@@ -65,7 +65,7 @@ def _grid_items(study: Study, best: pd.DataFrame, groups: pd.DataFrame, top: int
     with tempfile.TemporaryDirectory() as tmp:
         for _, g in groups.head(top).iterrows():
             trial = best[best["run_id"] == g["best_run_id"]].iloc[0]
-            if not trial["grid_artifact"]:
+            if not isinstance(trial["grid_artifact"], str):  # no grid logged (NaN after a merge)
                 continue
             path = download_grid(study.tracking_uri, trial["run_id"], trial["grid_artifact"], Path(tmp) / trial["run_id"])
             epoch = int(path.name.split("+step+")[1].split("+")[0]) if "+step+" in path.name else trial["best_epoch"]
@@ -79,7 +79,7 @@ def _grid_items(study: Study, best: pd.DataFrame, groups: pd.DataFrame, top: int
 def long_frame(best: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Every trial x epoch: the trial's own columns, then that epoch's metrics (trials.csv/.parquet)."""
     # history's columns win a name clash (its `best_epoch` is the trainer's running metric)
-    own = [c for c in best.columns if c not in history.columns and c not in ("group", "grid_artifact")]
+    own = [c for c in best.columns if (c not in history.columns or c == "trial_id") and c not in ("run_id", "grid_artifact")]
     frame = best[["run_id", *own]].merge(history.drop(columns=["trial_id"]), on="run_id", how="left")
     best_epoch = frame["run_id"].map(best.set_index("run_id")["best_epoch"])
     frame.insert(frame.columns.get_loc("epoch") + 1, "is_best_epoch", (frame["epoch"] == best_epoch).fillna(False))
@@ -148,7 +148,9 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
                f"mean `{metric}` ({'higher' if objs[0][1] == 'max' else 'lower'} is better); metrics at each trial's best "
                f"epoch (its best `{metric}`), {stds}. HF ratio: high-frequency energy of SR over HR (1 = HR's "
                "detail). Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at "
-               "the last epoch. Bold: best group per column.")
+               "the last GAN epoch. Bold: best group per column."
+               + (" Pareto: no other group's means are at least as good on every objective and better on one."
+                  if len(objs) > 1 else ""))
     main = Table(header, rows, refs, caption=caption, text_cols=1 + len(keys))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -188,8 +190,9 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     written.append(figures.save(figures.curves(best, study.history, "val_psnr", order, ref_psnr,
                                                "Validation PSNR per epoch (mean over seeds)", top=top),
                                 fig_dir / "psnr_per_epoch.png"))
-    doc.image("figures/psnr_per_epoch.png", "Validation PSNR per epoch, one line per group (band: ± sample std "
-                                            "over seeds); dashed: bicubic; shaded: MSE pretraining epochs.")
+    doc.image("figures/psnr_per_epoch.png", "Validation PSNR per epoch, one line per group (mean over the seeds "
+                                            "that reached the epoch; band: ± sample std); dashed: bicubic; "
+                                            "shaded: MSE pretraining epochs.")
     ref_mse = (float(best["bicubic_mse"].mean()) if "bicubic_mse" in best and len(bicubic) == 1 else None)
     written.append(figures.save(figures.curves(best, study.history, "val_mse", order, ref_mse,
                                                "Content loss: validation pixel MSE (cf. the paper's Figure 4)",

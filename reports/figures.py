@@ -83,42 +83,40 @@ def curves(best: pd.DataFrame, history: pd.DataFrame, metric: str, order: list[s
     """
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    span = _pretrain_span(history)
-    if span is not None:
-        ax.axvspan(*span, color="#eeeeee", zorder=0, label="MSE pretraining")
+    named: dict[int, object] = {}  # rank -> line, for a legend in rank order
+    extra = []  # then the reference line and the pretraining span
     data = _group_curves(best, history, metric)
     colors = _colors(top)
     for rank, group in reversed(list(enumerate(order))):  # best group drawn last, on top
         if group not in data:
             continue
         c = data[group]
-        named = rank < top
-        color = colors[rank] if named else OTHERS
-        ax.plot(c.index, c["mean"], marker="o", ms=3, lw=1.6 if named else 0.8, color=color,
-                label=f"{rank + 1}. {group}" if named else None, zorder=3 if named else 2)
-        if named and (c["count"] > 1).any():
-            ax.fill_between(c.index, c["mean"] - c["std"].fillna(0), c["mean"] + c["std"].fillna(0),
-                            color=color, alpha=0.15, lw=0)
+        color = colors[rank] if rank < top else OTHERS
+        (line,) = ax.plot(c.index, c["mean"], marker="o", ms=3, lw=1.6 if rank < top else 0.8, color=color,
+                          label=f"{rank + 1}. {group}" if rank < top else None, zorder=3 if rank < top else 2)
+        if rank < top:
+            named[rank] = line
+            if (c["count"] > 1).any():
+                ax.fill_between(c.index, c["mean"] - c["std"].fillna(0), c["mean"] + c["std"].fillna(0),
+                                color=color, alpha=0.15, lw=0)
     if reference is not None and np.isfinite(reference):
-        ax.axhline(reference, color="black", ls="--", lw=1, label=f"{reference_label} ({reference:.4g})")
+        extra.append(ax.axhline(reference, color="black", ls="--", lw=1,
+                                label=f"{reference_label} ({reference:.4g})"))
+    span = _pretrain_span(history)
+    if span is not None:
+        extra.append(ax.axvspan(*span, color="#eeeeee", zorder=0, label="MSE pretraining"))
     ax.set_xlabel("epoch")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    order_idx = sorted(range(len(labels)), key=lambda i: (not labels[i][0].isdigit(), _rank_of(labels[i])))
-    ax.legend([handles[i] for i in order_idx], [labels[i] for i in order_idx], fontsize=7,
-              loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    handles = [named[r] for r in sorted(named)] + extra
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
     if len(order) > top:
         ax.text(0.99, 0.01, f"{len(order) - top} more groups in grey", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=7, color="#777777")
     return fig
-
-
-def _rank_of(label: str) -> int:
-    head = label.split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
 
 
 def pareto(best: pd.DataFrame, objectives: list[tuple[str, str]]) -> Figure:

@@ -98,8 +98,8 @@ def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any])
     """`trials` plus, per trial: best_epoch, every metric at the best epoch, and whole-run figures.
 
     Added columns: best_epoch (NaN without history), one column per metric (its value at
-    best_epoch), d_gap (D(real) - D(fake) at the last epoch: how far D separates the two
-    when training ended), train_time_total_s, grid_artifact (the best epoch's sample grid).
+    best_epoch), d_gap (D(real) - D(fake) at the last GAN epoch: how far D separates the two
+    when training ended; NaN without GAN epochs), train_time_total_s, grid_artifact (the best epoch's sample grid).
     """
     metric, mode = objectives(spec)[0]
     # the trainer's own running `best_epoch` metric is replaced by this report's best epoch
@@ -118,7 +118,9 @@ def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any])
             row["best_epoch"] = int(best["epoch"])
             row["grid_artifact"] = _nearest_grid(h, int(best["epoch"]))
         if {"d_real", "d_fake"} <= set(h.columns):
-            both = h.dropna(subset=["d_real", "d_fake"])
+            # D is idle (logged as 0) in MSE pretraining epochs: only GAN epochs say how D ended
+            gan = h[h["phase_gan"] == 1] if "phase_gan" in h else h
+            both = gan.dropna(subset=["d_real", "d_fake"])
             if len(both):
                 row["d_gap"] = float(both["d_real"].iloc[-1] - both["d_fake"].iloc[-1])
         out.append(row)
@@ -180,7 +182,8 @@ def group_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins:
 
     Columns: rank, group, one per searched key, n, seeds, <metric>_mean/_std/_n for each
     shown metric, best_epochs, one count per status, d_gap_mean/_std, best_run_id (the
-    group's best trial by the first objective).
+    group's best trial by the first objective), and for several objectives `pareto` (no
+    other group's means are at least as good on every objective and better on one).
     """
     metric, mode = objectives(spec)[0]
     labels = group_columns(best, spec, keys, bins)
@@ -203,6 +206,9 @@ def group_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins:
         row["best_run_id"] = pick["run_id"]
         rows.append(row)
     table = pd.DataFrame(rows)
+    objs = objectives(spec)
+    if len(objs) > 1:  # which groups' means no other group's means dominate
+        table["pareto"] = pareto_mask(table[[f"{m}_mean" for m, _ in objs]].to_numpy(), [m for _, m in objs])
     table = table.sort_values(f"{metric}_mean", ascending=(mode == "min"), na_position="last", kind="stable")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
@@ -245,11 +251,16 @@ def pareto_mask(values: np.ndarray, modes: list[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------- display
 
 
-def _best_index(col: pd.Series, rule: str) -> int | None:
+def _best_indices(col: pd.Series, rule: str, metric: str) -> set[int]:
+    """Rows holding the best shown value (ties all count); none when every row shows the same."""
     v = pd.to_numeric(col, errors="coerce")
     if v.notna().sum() < 2:
-        return None
-    return int((v - 1).abs().idxmin() if rule == "one" else v.idxmax() if rule == "max" else v.idxmin())
+        return set()
+    shown = v.map(lambda x: fmt_metric(metric, x))
+    if shown[v.notna()].nunique() == 1:
+        return set()
+    score = -(v - 1).abs() if rule == "one" else v if rule == "max" else -v
+    return {int(i) for i in v.index if v.notna()[i] and shown[i] == shown[score.idxmax()]}
 
 
 def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any],
@@ -257,20 +268,23 @@ def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any]
     """(header, reference rows, ranked rows) of display strings; the best group per metric in **bold**."""
     metrics = shown_metrics(spec)
     modes = dict(objectives(spec))
+    multi = "pareto" in groups
     header = ["#", *[short_key(k, keys) for k in keys], "n", *[LABELS.get(m, m) for m in metrics],
-              "best epoch", "diverged", "stopped early", "D(real)−D(fake)"]
-    bold = {m: _best_index(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max"))) for m in metrics}
+              *(["Pareto"] if multi else []), "best epoch", "diverged", "stopped early", "D(real)−D(fake)"]
+    bold = {m: _best_indices(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max")), m) for m in metrics}
     rows = []
     for i, r in groups.iterrows():
         cells = [str(r["rank"]), *[r[k] for k in keys], str(r["n"])]
         for m in metrics:
             text = fmt_mean_std(m, r[f"{m}_mean"], r[f"{m}_std"])
-            cells.append(f"**{text}**" if bold[m] == i else text)
+            cells.append(f"**{text}**" if i in bold[m] else text)
+        if multi:
+            cells.append("yes" if r["pareto"] else "")
         cells += [r["best_epochs"], f"{r['diverged']}/{r['n']}", f"{r['stopped early']}/{r['n']}",
                   fmt_mean_std("d_gap", r["d_gap_mean"], r["d_gap_std"])]
         rows.append(cells)
     refs = [["", b["label"], *[""] * (len(keys) - 1 + 1),
-             *[fmt_mean_std(m, b[f"{m}_mean"], b[f"{m}_std"]) for m in metrics], "", "", "", ""]
+             *[fmt_mean_std(m, b[f"{m}_mean"], b[f"{m}_std"]) for m in metrics], *[""] * (4 + multi)]
             for _, b in bicubic.iterrows()]
     if not keys:  # no key column to hold the label: put it in the rank column
         refs = [[b["label"], "", *r[2:]] for b, r in zip(bicubic.to_dict("records"), refs)]

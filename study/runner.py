@@ -207,6 +207,10 @@ def start_ray(address: str | None) -> int:
         if key in os.environ:
             env[key] = os.environ[key]
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", REPORT_POLL_S)
+    # Tune snapshots the study's state every this many seconds (default: adaptive, often
+    # tens of seconds); a killed driver then loses at most that much bookkeeping, so
+    # `--resume` does not restart trials that had already finished
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     kwargs: dict[str, Any] = {}
     if extra:
         kwargs["num_cpus"] = (os.cpu_count() or 1) + extra

@@ -252,6 +252,13 @@ def train(
 
     total = cfg.schedule.pretrain_epochs + cfg.schedule.gan_epochs
     metrics: dict[str, Any] = {"status": "completed", "epoch": trainer.epoch}
+    if resume_from is not None and trainer.epoch >= total:
+        # the checkpoint is the run's last epoch (a launcher restarted a finished run):
+        # report its final metrics again instead of training further
+        metrics = broadcast({k: v for k, v in state.get("metrics", metrics).items() if k != "grid_path"}, info)
+        if report is not None:
+            report(metrics, None)
+        return metrics
     while trainer.epoch < total:
         phase = trainer.phase(trainer.epoch)
         train_metrics, diverged = trainer.run_epoch(loader, dataset, progress if info.is_main else None)
@@ -271,7 +278,8 @@ def train(
                 metrics["grid_path"] = str(out / "grids" / f"epoch_{trainer.epoch:04d}.png")
             metrics.update(best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch)
             if not diverged:
-                ckpt_dir = str(checkpoint.save(out / "checkpoints" / f"epoch_{trainer.epoch:04d}", cfg, trainer.state()))
+                ckpt_dir = str(checkpoint.save(out / "checkpoints" / f"epoch_{trainer.epoch:04d}", cfg,
+                                               {**trainer.state(), "metrics": metrics}))
         metrics = broadcast(metrics, info)
         if report is not None:
             report(metrics, ckpt_dir)

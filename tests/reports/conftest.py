@@ -153,6 +153,11 @@ def store(tmp_path_factory) -> Store:
     return s
 
 
+@pytest.fixture(name="grid_color")
+def grid_color_fixture():
+    return grid_color
+
+
 @pytest.fixture(scope="session")
 def demo(store):
     from reports.load import load_study

@@ -134,3 +134,18 @@ def test_importances_need_two_varying_params(demo, multi, store):
     rb = tables.best_rows(running.trials, running.history, running.spec)
     imps, why = param_importances(rb, running.spec, tables.searched_keys(running.spec, running.trials))
     assert imps == {} and "no continuous settings" in why
+
+
+def test_multi_objective_groups_mark_the_pareto_front(multi):
+    b = tables.best_rows(multi.trials, multi.history, multi.spec)
+    keys = tables.searched_keys(multi.spec, multi.trials)
+    g = tables.group_table(b, multi.spec, keys)
+    assert g["val_psnr_mean"].tolist() == [31.0, 30.0, 29.0, 28.0]  # ranked by the first objective
+    assert g["pareto"].tolist() == [True, True, True, False]
+    header, refs, rows = tables.main_table(g, tables.bicubic_rows(b, multi.spec), multi.spec, keys)
+    assert header[4:9] == ["PSNR (dB)", "HF error", "SSIM", "HF ratio", "Pareto"]
+    assert [r[8] for r in rows] == ["yes", "yes", "yes", ""]
+    assert [r[6] for r in rows] == ["0.8000"] * 4  # a tie everywhere is not bold
+    assert rows[2][5] == "**0.300**"  # lowest HF error (minimised)
+    assert all(len(r) == len(header) for r in refs + rows)
+    assert math.isnan(b["d_gap"].iloc[0])  # pretraining only: D never trained

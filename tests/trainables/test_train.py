@@ -111,6 +111,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(photo_folder, tmp_p
     assert resumed["epoch"] == 3
 
 
+def test_resuming_a_finished_run_reports_its_final_metrics_again(photo_folder, tmp_path):
+    cfg = tiny(photo_folder)
+    final = train(cfg, out_dir=tmp_path)
+    reports = []
+    again = train(cfg, report=lambda m, c: reports.append((m, c)), out_dir=tmp_path / "again",
+                  resume_from=tmp_path / "checkpoints" / "epoch_0002")
+    assert len(reports) == 1 and reports[0][1] is None
+    assert again["val_psnr"] == final["val_psnr"] and again["epoch"] == 2 and again["status"] == "completed"
+
+
 def test_nan_loss_ends_as_diverged(photo_folder, tmp_path, monkeypatch):
     real = train_mod.pixel_mse
     monkeypatch.setattr(train_mod, "pixel_mse", lambda sr, hr: real(sr, hr) * float("nan"))
