@@ -1,0 +1,1 @@
+"""Study reports: MLflow -> pandas (`load`) -> tables, figures and a report (`python -m reports.build`)."""

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from reports import figures, tables  # noqa: E402
-from reports.document import Doc, Table, to_latex  # noqa: E402
+from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
-from reports.load import PARAM_PREFIX, Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
+from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
 TOP = 8  # groups shown in the sample-grid figure and coloured in the curves
@@ -67,10 +67,12 @@ def _grid_items(study: Study, best: pd.DataFrame, groups: pd.DataFrame, top: int
             trial = best[best["run_id"] == g["best_run_id"]].iloc[0]
             if not isinstance(trial["grid_artifact"], str):  # no grid logged (NaN after a merge)
                 continue
-            path = download_grid(study.tracking_uri, trial["run_id"], trial["grid_artifact"], Path(tmp) / trial["run_id"])
-            epoch = int(path.name.split("+step+")[1].split("+")[0]) if "+step+" in path.name else trial["best_epoch"]
+            path = download_grid(study.tracking_uri, trial["run_id"], trial["grid_artifact"],
+                                 Path(tmp) / trial["run_id"])
             value = tables.fmt_metric(metric, trial[metric]) if metric in trial else tables.MISSING
-            title = (f"{g['rank']}. {g['group']}\n{tables.LABELS.get(metric, metric)}: {value} at epoch {epoch}\n"
+            shown = (f"at epoch {int(trial['best_epoch'])}" if trial["grid_epoch"] == trial["best_epoch"]
+                     else f"at epoch {int(trial['best_epoch'])}; grid of epoch {int(trial['grid_epoch'])}")
+            title = (f"{g['rank']}. {g['group']}\n{tables.LABELS.get(metric, metric)}: {value} {shown}\n"
                      f"trial {trial['trial_id']}, seed {trial['seed']}")
             items.append((title, np.asarray(Image.open(path).convert("RGB"))))
     return items
@@ -79,7 +81,8 @@ def _grid_items(study: Study, best: pd.DataFrame, groups: pd.DataFrame, top: int
 def long_frame(best: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Every trial x epoch: the trial's own columns, then that epoch's metrics (trials.csv/.parquet)."""
     # history's columns win a name clash (its `best_epoch` is the trainer's running metric)
-    own = [c for c in best.columns if (c not in history.columns or c == "trial_id") and c not in ("run_id", "grid_artifact")]
+    own = [c for c in best.columns
+           if (c not in history.columns or c == "trial_id") and c not in ("run_id", "grid_artifact", "grid_epoch")]
     frame = best[["run_id", *own]].merge(history.drop(columns=["trial_id"]), on="run_id", how="left")
     best_epoch = frame["run_id"].map(best.set_index("run_id")["best_epoch"])
     frame.insert(frame.columns.get_loc("epoch") + 1, "is_best_epoch", (frame["epoch"] == best_epoch).fillna(False))
@@ -111,11 +114,13 @@ def _setup_section(doc: Doc, study: Study) -> None:
     if spec:
         s, sch = spec.get("searcher") or {}, spec.get("scheduler") or {}
         items.append(f"searcher: {s.get('algorithm', '?')} (seed {s.get('seed', '?')})")
-        items.append("scheduler: " + ("none (every trial runs all its epochs)" if sch.get("type") in (None, "none")
-                                      else f"{sch['type']} (grace period {sch.get('grace_period')}, "
-                                           f"reduction factor {sch.get('reduction_factor')}, max_t {sch.get('max_t')})"))
-    items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), parent run `{study.parent['run_id']}`, "
-                 f"`{study.tracking_uri}`")
+        if sch.get("type") in (None, "none"):
+            items.append("scheduler: none (every trial runs all its epochs)")
+        else:
+            items.append(f"scheduler: {sch['type']} (grace period {sch.get('grace_period')}, "
+                         f"reduction factor {sch.get('reduction_factor')}, max_t {sch.get('max_t')})")
+    items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), "
+                 f"parent run `{study.parent['run_id']}`, `{study.tracking_uri}`")
     doc.bullets(items)
     space = spec.get("space") or {}
     if space:
@@ -131,53 +136,28 @@ def _setup_section(doc: Doc, study: Study) -> None:
         doc.code("\n".join(f"{k}: {v}" for k, v in spec["base"].items()))
 
 
-def write_report(study: Study, out: Path, bins: int | None = None, top: int = TOP) -> Built:
-    """Build every table and figure of `study` into `out` (the only I/O: grids from MLflow, files)."""
-    spec = study.spec
-    keys = tables.searched_keys(spec, study.trials)
+def _main_caption(spec: dict, groups: pd.DataFrame, bins: int | None) -> str:
     objs = tables.objectives(spec)
-    metric = objs[0][0]
-    best = tables.best_rows(study.trials, study.history, spec)
-    best["group"] = tables.group_columns(best, spec, keys, bins)["group"]
-    groups = tables.group_table(best, spec, keys, bins)
-    bicubic = tables.bicubic_rows(best, spec)
-    header, refs, rows = tables.main_table(groups, bicubic, spec, keys)
-    stds = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
-    grouping = ("by each trial's own value" if not bins else f"in {bins} bins over the spec's range")
-    caption = (f"Groups of trials with equal searched settings (continuous settings {grouping}), ranked by "
-               f"mean `{metric}` ({'higher' if objs[0][1] == 'max' else 'lower'} is better); metrics at each trial's best "
-               f"epoch (its best `{metric}`), {stds}. HF ratio: high-frequency energy of SR over HR (1 = HR's "
-               "detail). Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at "
-               "the last GAN epoch. Bold: best group per column."
-               + (" Pareto: no other group's means are at least as good on every objective and better on one."
-                  if len(objs) > 1 else ""))
-    main = Table(header, rows, refs, caption=caption, text_cols=1 + len(keys))
+    metric, mode = objs[0]
+    spread = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
+    grouping = "by each trial's own value" if not bins else f"in {bins} bins over the spec's range"
+    return (f"Groups of trials with equal searched settings (continuous settings {grouping}), ranked by mean "
+            f"`{metric}` ({'higher' if mode == 'max' else 'lower'} is better); metrics at each trial's best epoch "
+            f"(its best `{metric}`), {spread}. HF ratio: high-frequency energy of SR over HR (1 = HR's detail). "
+            "Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at the last GAN "
+            "epoch. Bold: best group per column."
+            + (" Pareto: no other group's means are at least as good on every objective and better on one."
+               if len(objs) > 1 else ""))
 
-    out.mkdir(parents=True, exist_ok=True)
-    fig_dir = out / "figures"
-    shutil.rmtree(fig_dir, ignore_errors=True)  # no stale figures from an earlier build
-    doc = Doc(f"Study `{study.name}`")
-    question = study.parent["description"] or spec.get("description") or ""
-    if question:
-        doc.para(f"**Question.** {question}")
-    counts = best["status"].value_counts()
-    doc.para(f"Parent run status **{study.parent['status']}**; {len(best)} trials ("
-             + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts) + ").")
-    if study.unfinished:
-        doc.note(unfinished_message(study) + ": this report covers what exists so far; build it again when "
-                 "the study ends.")
-    for note in study.notes:
-        doc.note(note)
-    _setup_section(doc, study)
-    doc.heading("Compute used")
-    doc.table(Table(["quantity", "value"], [[k, v] for k, v in tables.compute_used(best, study.history, spec,
-                                                                                 study.parent)]))
-    doc.heading("Results")
-    doc.table(main)
 
-    doc.heading("Figures")
+def _figures_section(doc: Doc, study: Study, best: pd.DataFrame, groups: pd.DataFrame, bicubic: pd.DataFrame,
+                     keys: list[str], fig_dir: Path, top: int) -> list[Path]:
+    """Every figure as a PNG under fig_dir, each with its caption in `doc`; returns the files."""
+    spec, history = study.spec, study.history
+    objs = tables.objectives(spec)
     written: list[Path] = []
-    items = _grid_items(study, best, groups, top, metric)
+    doc.heading("Figures")
+    items = _grid_items(study, best, groups, top, objs[0][0])
     if items:
         written.append(figures.save(figures.sample_grids(items), fig_dir / "samples.png"))
         more = f" (top {top} of {len(groups)} groups)" if len(groups) > top else ""
@@ -186,15 +166,16 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     else:
         doc.para("No sample grids were logged for these trials.")
     order = groups["group"].tolist()
-    ref_psnr = bicubic["val_psnr_mean"].iloc[0] if "val_psnr_mean" in bicubic and len(bicubic) == 1 else None
-    written.append(figures.save(figures.curves(best, study.history, "val_psnr", order, ref_psnr,
+    one_ref = len(bicubic) == 1  # with several validation settings one bicubic line would mislead
+    ref_psnr = float(bicubic["val_psnr_mean"].iloc[0]) if one_ref and "val_psnr_mean" in bicubic else None
+    written.append(figures.save(figures.curves(best, history, "val_psnr", order, ref_psnr,
                                                "Validation PSNR per epoch (mean over seeds)", top=top),
                                 fig_dir / "psnr_per_epoch.png"))
     doc.image("figures/psnr_per_epoch.png", "Validation PSNR per epoch, one line per group (mean over the seeds "
                                             "that reached the epoch; band: ± sample std); dashed: bicubic; "
                                             "shaded: MSE pretraining epochs.")
-    ref_mse = (float(best["bicubic_mse"].mean()) if "bicubic_mse" in best and len(bicubic) == 1 else None)
-    written.append(figures.save(figures.curves(best, study.history, "val_mse", order, ref_mse,
+    ref_mse = float(best["bicubic_mse"].mean()) if one_ref and "bicubic_mse" in best else None
+    written.append(figures.save(figures.curves(best, history, "val_mse", order, ref_mse,
                                                "Content loss: validation pixel MSE (cf. the paper's Figure 4)",
                                                top=top), fig_dir / "content_loss.png"))
     doc.image("figures/content_loss.png", "Content loss (validation pixel MSE in [-1, 1] space) per epoch against "
@@ -212,10 +193,46 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
                                              + ("; with few trials they are rough." if n < 20 else "."))
     else:
         doc.note(f"Parameter importances skipped: {why}.")
+    return written
 
+
+def write_report(study: Study, out: Path, bins: int | None = None, top: int = TOP) -> Built:
+    """Build every table and figure of `study` into `out` (the only I/O: grids from MLflow, files)."""
+    spec = study.spec
+    keys = tables.searched_keys(spec, study.trials)
+    best = tables.best_rows(study.trials, study.history, spec)
+    best["group"] = tables.group_columns(best, spec, keys, bins)["group"]
+    groups = tables.group_table(best, spec, keys, bins)
+    bicubic = tables.bicubic_rows(best, spec)
+    header, refs, rows = tables.main_table(groups, bicubic, spec, keys)
+    main = Table(header, rows, refs, caption=_main_caption(spec, groups, bins), text_cols=1 + len(keys))
+
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "figures", ignore_errors=True)  # no stale figures from an earlier build
+    doc = Doc(f"Study `{study.name}`")
+    question = study.parent["description"] or spec.get("description") or ""
+    if question:
+        doc.para(f"**Question.** {question}")
+    counts = best["status"].value_counts()
+    doc.para(f"Parent run status **{study.parent['status']}**; {len(best)} trials ("
+             + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts) + ").")
+    if study.unfinished:
+        doc.note(unfinished_message(study) + ": this report covers what exists so far; build it again when "
+                 "the study ends.")
+    for note in study.notes:
+        doc.note(note)
+    _setup_section(doc, study)
+    doc.heading("Compute used")
+    used = tables.compute_used(best, study.history, spec, study.parent)
+    doc.table(Table(["quantity", "value"], [[k, v] for k, v in used]))
+    doc.heading("Results")
+    doc.table(main)
+    figure_files = _figures_section(doc, study, best, groups, bicubic, keys, out / "figures", top)
     doc.heading("All trials")
     t_header, t_rows = tables.trial_table(best, spec, keys)
-    trial_tab = Table(t_header, t_rows, caption=f"Every trial at its best epoch (best `{metric}`).", text_cols=1 + len(keys))
+    metric = tables.objectives(spec)[0][0]
+    trial_tab = Table(t_header, t_rows, caption=f"Every trial at its best epoch (best `{metric}`).",
+                      text_cols=1 + len(keys))
     doc.table(trial_tab)
 
     markdown = doc.to_markdown()
@@ -224,15 +241,10 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     (out / "tables.tex").write_text(f"% study {study.name}: \\usepackage{{booktabs}}\n"
                                     + to_latex(main, f"tab:{study.name}-main") + "\n"
                                     + to_latex(trial_tab, f"tab:{study.name}-trials"))
-    written = [out / "report.md", out / "report.html", out / "tables.tex"] + written
+    written = [out / "report.md", out / "report.html", out / "tables.tex", *figure_files]
     written += _write_frames(out, long_frame(best, study.history), groups)
-    return Built(out, markdown, "\n".join(_main_lines(main)), written)
-
-
-def _main_lines(t: Table) -> list[str]:
-    from reports.document import _md_table
-
-    return _md_table(Table(t.header, t.rows, t.refs, text_cols=t.text_cols))
+    bare = Table(main.header, main.rows, main.refs, text_cols=main.text_cols)  # for stdout: no caption
+    return Built(out, markdown, "\n".join(md_table(bare)), written)
 
 
 def unfinished_message(study: Study) -> str:
@@ -284,6 +296,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # a report against a server that is down should say so in seconds, not after MLflow's ~2 min of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -83,7 +83,7 @@ class Doc:
             elif kind == "bullets":
                 out += [f"- {item}" for item in block[1]] + [""]
             elif kind == "table":
-                out += _md_table(block[1]) + [""]
+                out += md_table(block[1]) + [""]
             elif kind == "image":
                 out += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
             elif kind == "code":
@@ -118,7 +118,7 @@ class Doc:
                 + "\n".join(body) + "\n</body></html>\n")
 
 
-def _md_table(t: Table) -> list[str]:
+def md_table(t: Table) -> list[str]:
     def row(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     align = [":---" if i < t.text_cols else "---:" for i in range(len(t.header))]

@@ -44,7 +44,7 @@ def param_importances(best: pd.DataFrame, spec: dict[str, Any],
         return {}, "no continuous settings searched: the grouped table already shows every setting"
     objs = objectives(spec)
     metrics = [m for m, _ in objs]
-    usable = best.dropna(subset=[m for m in metrics if m in best]) if all(m in best for m in metrics) else best.iloc[0:0]
+    usable = best.dropna(subset=metrics) if all(m in best for m in metrics) else best.iloc[0:0]
     varying = [k for k in keys if k in space and PARAM_PREFIX + k in usable
                and usable[PARAM_PREFIX + k].map(str).nunique() > 1]
     if len(varying) < 2:
@@ -67,5 +67,6 @@ def param_importances(best: pd.DataFrame, spec: dict[str, Any],
             # with an explicit target, PED-ANOVA takes lower as better: negate maximised ones
             sign = -1.0 if mode == "max" else 1.0
             target = (lambda t, i=i, sign=sign: sign * t.values[i]) if len(metrics) > 1 else None
-            out[metric] = {k: float(v) for k, v in optuna.importance.get_param_importances(study, target=target).items()}
+            found = optuna.importance.get_param_importances(study, target=target)
+            out[metric] = {k: float(v) for k, v in found.items()}
     return out, None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,8 @@ def _check_store(uri: str) -> None:
     if uri.startswith("sqlite:///"):
         path = Path(unquote(uri[len("sqlite:///"):].split("?")[0]))  # 4 slashes: absolute path
         if not path.is_file():
-            raise UserError(f"--tracking-uri {uri}: no MLflow store at {path} "
-                            "(give the sqlite:///... or http://... URI the study logged to)")
+            raise UserError(f"no MLflow store at {path} (tracking URI {uri}); pass --tracking-uri or set "
+                            "MLFLOW_TRACKING_URI to the store the study logged to")
 
 
 def parse_param(text: str) -> Any:
@@ -187,6 +188,10 @@ def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _int_tag(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
 def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
     tags, info = run.data.tags, run.info
     status = tags.get(STATUS) or _STATE_STATUS.get(info.status, "failed")
@@ -194,12 +199,10 @@ def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
         searched = list(json.loads(tags.get("srstudy.searched", "[]")))
     except json.JSONDecodeError:
         searched = []
-    def as_int(text: str | None) -> int | None:
-        return int(text) if text not in (None, "") and str(text).lstrip("-").isdigit() else None
     return {
         "run_id": info.run_id, "run_name": info.run_name, "trial_id": tags.get(TRIAL_ID, info.run_id[:8]),
-        "status": status, "run_state": info.status, "seed": as_int(tags.get("srstudy.seed")),
-        "repeat": as_int(tags.get("srstudy.repeat")), "searched": searched,
+        "status": status, "run_state": info.status, "seed": _int_tag(tags.get("srstudy.seed")),
+        "repeat": _int_tag(tags.get("srstudy.repeat")), "searched": searched,
         "error": tags.get("srstudy.error"), "spec_hash": tags.get("srstudy.spec_hash"),
         "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
@@ -221,7 +224,9 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
     if spec is None:
         notes.append("the parent run has no spec.yaml artifact: searched keys come from the trials' tags, "
                       "the objective defaults to maximising val_psnr")
-    histories = [_history(client, run) for run in runs]
+    # one request per (trial, metric): threads hide an HTTP server's latency (they only slow local SQLite)
+    with ThreadPoolExecutor(max_workers=1 if tracking_uri.startswith("sqlite:") else 8) as pool:
+        histories = list(pool.map(lambda run: _history(client, run), runs))
     rows = []
     for run, hist in zip(runs, histories):
         row = _trial_row(run, int(hist["epoch"].max()) if len(hist) else 0)

@@ -99,24 +99,26 @@ def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any])
 
     Added columns: best_epoch (NaN without history), one column per metric (its value at
     best_epoch), d_gap (D(real) - D(fake) at the last GAN epoch: how far D separates the two
-    when training ended; NaN without GAN epochs), train_time_total_s, grid_artifact (the best epoch's sample grid).
+    when training ended; NaN without GAN epochs), train_time_total_s, grid_artifact and
+    grid_epoch (the sample grid shown for the trial: its best epoch's, else the nearest).
     """
     metric, mode = objectives(spec)[0]
     # the trainer's own running `best_epoch` metric is replaced by this report's best epoch
-    metric_cols = [c for c in history.columns if c not in ("run_id", "trial_id", "epoch", "grid_artifact", "best_epoch")]
+    metric_cols = [c for c in history.columns
+                   if c not in ("run_id", "trial_id", "epoch", "grid_artifact", "best_epoch")]
     out = []
     for run_id in trials["run_id"]:
         h = history[history["run_id"] == run_id].sort_values("epoch")
-        row: dict[str, Any] = {"run_id": run_id, "best_epoch": np.nan, "d_gap": np.nan,
-                               "train_time_total_s": float(h["train_time_s"].sum()) if "train_time_s" in h else 0.0,
-                               "grid_artifact": None}
+        train = float(h["train_time_s"].sum()) if "train_time_s" in h else 0.0
+        row: dict[str, Any] = {"run_id": run_id, "best_epoch": np.nan, "d_gap": np.nan, "train_time_total_s": train,
+                               "grid_artifact": None, "grid_epoch": np.nan}
         row.update({c: np.nan for c in metric_cols})
         values = pd.to_numeric(h[metric], errors="coerce") if metric in h else pd.Series(dtype=float)
         if values.notna().any():
             best = h.loc[values.idxmax() if mode == "max" else values.idxmin()]
             row.update({c: best[c] for c in metric_cols})
             row["best_epoch"] = int(best["epoch"])
-            row["grid_artifact"] = _nearest_grid(h, int(best["epoch"]))
+            row["grid_artifact"], row["grid_epoch"] = _nearest_grid(h, int(best["epoch"]))
         if {"d_real", "d_fake"} <= set(h.columns):
             # D is idle (logged as 0) in MSE pretraining epochs: only GAN epochs say how D ended
             gan = h[h["phase_gan"] == 1] if "phase_gan" in h else h
@@ -125,19 +127,18 @@ def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any])
                 row["d_gap"] = float(both["d_real"].iloc[-1] - both["d_fake"].iloc[-1])
         out.append(row)
     extra = pd.DataFrame(out, columns=["run_id", "best_epoch", "d_gap", "train_time_total_s", "grid_artifact",
-                                       *metric_cols])
+                                       "grid_epoch", *metric_cols])
     return trials.merge(extra, on="run_id", how="left")
 
 
-def _nearest_grid(h: pd.DataFrame, epoch: int) -> str | None:
-    """The best epoch's grid, else the closest earlier one, else the closest later one."""
-    if "grid_artifact" not in h:
-        return None
-    g = h.dropna(subset=["grid_artifact"])
+def _nearest_grid(h: pd.DataFrame, epoch: int) -> tuple[str | None, float]:
+    """(artifact, epoch) of the best epoch's grid, else the closest earlier one, else the first later one."""
+    g = h.dropna(subset=["grid_artifact"]) if "grid_artifact" in h else h.iloc[0:0]
     if g.empty:
-        return None
+        return None, math.nan
     earlier = g[g["epoch"] <= epoch]
-    return (earlier.iloc[-1] if len(earlier) else g.iloc[0])["grid_artifact"]
+    pick = earlier.iloc[-1] if len(earlier) else g.iloc[0]
+    return pick["grid_artifact"], int(pick["epoch"])
 
 
 # ----------------------------------------------------------------------------- groups

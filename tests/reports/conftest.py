@@ -114,7 +114,8 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
         n = max((len(v) for v in t.metrics.values()), default=0)
         for epoch in range(1, n + 1):
             values = {k: float(v[epoch - 1]) for k, v in t.metrics.items() if not np.isnan(v[epoch - 1])}
-            client.log_batch(rid, metrics=[mlflow.entities.Metric(k, v, 1000 * epoch, epoch) for k, v in values.items()])
+            client.log_batch(rid, metrics=[mlflow.entities.Metric(k, v, 1000 * epoch, epoch)
+                                           for k, v in values.items()])
             if grids:
                 tile = np.zeros((8, 12, 3), np.uint8) + np.array(grid_color(index, epoch), np.uint8)
                 client.log_image(rid, Image.fromarray(tile), key="sample_grid", step=epoch)

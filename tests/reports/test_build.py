@@ -111,3 +111,16 @@ def test_bad_flags_are_user_errors(store, tmp_path, capsys):
     assert "--bins 0" in capsys.readouterr().err
     assert build.main(["demo", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"]) == 2
     assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_a_study_whose_trials_all_failed_still_builds(demo, tmp_path):
+    import dataclasses
+
+    failed = dataclasses.replace(demo, trials=demo.trials[demo.trials["status"] == "failed"].reset_index(drop=True),
+                                 history=demo.history.iloc[0:0])
+    result = build.write_report(failed, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 1 | bce | 0.05 | 1 | — | — | — | — | 0/1 | 0/1 | — |" in md
+    assert "No sample grids were logged" in md and "Parameter importances skipped" in md
+    assert (tmp_path / "trials.parquet").is_file() and len(pd.read_parquet(tmp_path / "trials.parquet")) == 1
+    assert "| 1 | bce |" in result.main_md

@@ -33,7 +33,8 @@ def test_one_row_per_trial_with_tags_and_parsed_params(demo):
     assert t.loc["a0", "searched"] == ["loss.beta", "loss.family"]
     assert t.loc["c0", "error"] == "RuntimeError: out of memory" and t.loc["c0", "epochs"] == 0
     assert t.loc["b0", "epochs"] == 2 and t.loc["a0", "run_state"] == "FINISHED"
-    assert demo.parent["status"] == "FINISHED" and demo.parent["description"] == "Which adversarial loss, at which beta?"
+    assert demo.parent["status"] == "FINISHED"
+    assert demo.parent["description"] == "Which adversarial loss, at which beta?"
     assert demo.spec["repeats"] == 2 and not demo.unfinished
 
 
