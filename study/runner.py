@@ -116,7 +116,12 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     r = spec.resources
     worker_tracking = None
     if tracking is not None:
-        worker_tracking = {**tracking, "trial_id": trial_id, "trial_name": ctx.get_trial_name(),
+        # the child run's name: trial id and the searched values, as the MLflow UI lists it
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                          for k, v in sampled.items())
+        if spec.repeats > 1:
+            label += f", seed={cfg.seed}"
+        worker_tracking = {**tracking, "trial_id": trial_id, "trial_name": f"{trial_id} {label}".strip(),
                            "sampled": sampled, "repeat": repeat}
     trainer = TorchTrainer(
         worker_loop,

@@ -102,8 +102,17 @@ def run_bench(
     for mode in modes:
         if mode not in MODES:
             raise UserError(f"mode {mode!r}: unknown (accepted: {', '.join(MODES)})")
+    threads = torch.get_num_threads()
     if cfg.runtime.threads is not None:
         torch.set_num_threads(cfg.runtime.threads)
+    try:
+        return _run(cfg, modes, repeats, progress)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was
+
+
+def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
+         progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
     device = torch.device("cuda" if cfg.runtime.device != "cpu" and torch.cuda.is_available() else "cpu")
     train_images, _ = load_images(cfg.data)
     dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,

@@ -91,9 +91,9 @@ class OptimConfig:
 class ScheduleConfig:
     """Phase 1 pretrains G on pixel MSE; phase 2 alternates D and G steps."""
 
-    pretrain_epochs: int = 4
+    pretrain_epochs: int = 6
     gan_epochs: int = 2
-    patches_per_epoch: int = 4096  # HR patches drawn per epoch (all workers together)
+    patches_per_epoch: int = 3072  # HR patches drawn per epoch (all workers together)
     batch_size: int = 16  # per worker
     d_steps_per_g: int = 2  # the paper's best ratio
 

@@ -1,0 +1,142 @@
+"""The smoke study as a person sees it: a real `mlflow server` on its store and headless Chromium
+on the MLflow UI (the study's child runs in the runs table, a trial's sample grid in its Artifacts)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from study.tracking import GRID_KEY, ROLE
+
+STUDY = "smoke"  # search_spaces/smoke.yaml's name: the experiment's name
+TIMEOUT_MS = 60_000  # per UI step; a busy CI machine renders the first page slowly
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 # without these Chromium keeps calling home, which a sandboxed CI network punishes
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    """The system Chromium (never a downloaded one); skip where it or playwright is missing."""
+    path = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+    if path is None:
+        pytest.skip("no system Chromium (/usr/bin/chromium or `chromium` on PATH) to drive the MLflow UI")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install playwright; no browser download needed)")
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui_server(smoke_study, tmp_path):
+    """`mlflow server` on the smoke study's store; yields its URL, then stops its process group."""
+    port = free_port()
+    log = open(tmp_path / "mlflow_server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{smoke_study / 'mlflow.db'}", "--workers", "1"],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # its imports alone take a minute or more on a loaded machine
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not come up:\n{(tmp_path / 'mlflow_server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        log.close()
+
+
+def last_grid(client: MlflowClient, run_id: str) -> str | None:
+    """The newest epoch's sample-grid PNG under the run's images/ (MLflow names it `<key>+step+<n>+...png`)."""
+    pngs = [a.path.split("/")[-1] for a in client.list_artifacts(run_id, "images")
+            if a.path.endswith(".png") and a.path.split("/")[-1].startswith(f"{GRID_KEY}+step+")]
+    return max(pngs, key=lambda name: int(name.split("+")[2]), default=None)
+
+
+@pytest.mark.slow
+def test_the_smoke_study_in_the_mlflow_ui(smoke_study, ui_server, tmp_path):
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    # what a person should find, read from the store
+    client = MlflowClient(f"sqlite:///{smoke_study / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(STUDY)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get(ROLE) == "study")
+    kids = sorted((r for r in runs if r.data.tags.get(ROLE) == "trial"), key=lambda r: r.info.run_name)
+    assert kids, "the smoke study logged no child runs"
+    kid, grid = next((k, g) for k in kids if (g := last_grid(client, k.info.run_id)) is not None)
+    width, height = Image.open(client.download_artifacts(kid.info.run_id, f"images/{grid}", str(tmp_path))).size
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            # keep the AI-assistant side panel shut so it does not cover half of each screenshot
+            context.add_init_script("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
+                                    "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')")
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+
+            # (1) the experiment's training runs. MLflow 3.x opens an experiment on its GenAI overview
+            # (whose "Detect Issues" pop-over then blocks clicks); this is where its "Model training"
+            # toggle leads.
+            page.goto(f"{ui_server}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning",
+                      wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+            parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
+            parent_link.wait_for()
+            kid_links = [page.get_by_role("link", name=k.info.run_name, exact=True) for k in kids]
+            if kid_links[0].count() == 0:  # children are nested under their parent, collapsed
+                row = page.get_by_role("row").filter(has=parent_link)
+                row.get_by_role("gridcell").filter(has=parent_link).get_by_role("button").click()
+            for link in kid_links:
+                link.wait_for()  # every trial is listed under the study, by its run name
+            page.screenshot(path=tmp_path / "mlflow_ui_experiment.png")
+
+            # (2) a trial's page, then its sample grid in the Artifacts tab, as a loaded image
+            page.get_by_role("link", name=kid.info.run_name, exact=True).click()
+            page.wait_for_url(f"**/runs/{kid.info.run_id}**")
+            page.get_by_role("heading", name=kid.info.run_name).wait_for()
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_label("images", exact=True).click()  # the folder in the artifact tree
+            page.get_by_label(grid, exact=True).click()
+            image = page.get_by_alt_text(f"images/{grid}", exact=True)
+            image.wait_for()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
+                                   timeout=TIMEOUT_MS)
+            assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [width, height]
+            page.screenshot(path=tmp_path / "mlflow_ui_run.png")
+        finally:
+            browser.close()
