@@ -167,10 +167,19 @@ def _best_checkpoints(results, spec: StudySpec) -> dict[str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
     try:
         return run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:  # a Ray address nothing answers at
+        print(f"error: Ray cluster {args.address or os.environ.get('RAY_ADDRESS')}: {str(exc).splitlines()[0][:200]}",
+              file=sys.stderr)
+        return 2
+    except MlflowException as exc:  # an unreachable tracking server or a bad URI
+        print(f"error: MLflow: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,9 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         if tracker is not None:
             tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        # every epoch's checkpoint was copied to the study's storage by ray.train.report
+        shutil.rmtree(out_dir, ignore_errors=True)
     if tracker is not None:
         tracker.finish(final.get("status", "completed"))
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
 
-from trainables.config import ConfigError, TrialConfig, load_config
+from trainables.config import ConfigError, TrialConfig, coerce_value, describe_type, load_config
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -66,43 +66,12 @@ def unknown(where: str, key: str, accepted: Iterable[str], what: str) -> typing.
 
 
 def describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(str(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe(a) for a in typing.get_args(tp))
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+    return describe_type(tp)
 
 
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check a spec value against its annotation; int is accepted for float, nothing looser."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return coerce(value, option, where)
-            except StudySpecError:
-                continue
-    elif origin is Literal:
-        if isinstance(value, str) and value in typing.get_args(tp):
-            return value
-        fail(where, f"got {value!r}, expected one of {describe(tp)}")
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    fail(where, f"got {value!r} ({type(value).__name__}), expected {describe(tp)}")
+    return coerce_value(value, tp, where, StudySpecError)
 
 
 def _field_types(cls: type, prefix: str = "") -> dict[str, Any]:

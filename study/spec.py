@@ -36,6 +36,8 @@ import yaml
 
 from study.space import Param, StudySpecError, coerce, fail, parse_space, short, unknown
 from trainables.config import ConfigError, TrialConfig, apply_overrides, flatten, load_config
+from trainables.config import parse_value as config_parse_value
+from trainables.config import read_yaml as config_read_yaml
 
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
@@ -370,38 +372,13 @@ def _plain(tree: Any) -> Any:
 # ----------------------------------------------------------------------------- loading
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`)."""
-
-
-# copy the resolver lists: add_implicit_resolver would otherwise append to SafeLoader's own
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
 def parse_value(text: str) -> Any:
     """A `KEY=VALUE` value as a YAML scalar: `4` -> int, `1e-4` -> float, `null` -> None."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return text
+    return config_parse_value(text)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise StudySpecError(f"{p}: no such study spec file")
-    try:
-        tree = yaml.load(p.read_text(), Loader=_Loader) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise StudySpecError(f"{p}: not valid YAML{at}") from None
-    if not isinstance(tree, dict):
-        raise StudySpecError(f"{p}: expected a mapping of study fields at the top level")
-    return tree
+    return config_read_yaml(path, what="study spec file", error=StudySpecError)
 
 
 def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ anything starts, with a one-line message naming the field (`ConfigError`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ import yaml
 
 from trainables.errors import UserError
 
-DataSource = Literal["builtin", "folder", "stl10", "celeba", "imagenet64"]
+DataSource = Literal["builtin", "folder", "stl10", "celeba", "imagenet64", "video_builtin", "video_folder"]
+VIDEO_SOURCES = ("video_builtin", "video_folder")  # clips of ordered frames (trainables.video)
 Upsampler = Literal["pixel_shuffle", "resize_conv"]
 LossFamily = Literal["bce", "lsgan", "wgan_gp"]
 
@@ -41,12 +43,16 @@ class DataConfig:
     patch_size: int = 64  # HR patch side in pixels; LR side is patch_size // scale
     crop: Literal["random", "center"] = "random"  # training crops; validation is always centre
     augment: bool = True  # random flips and 90-degree rotations of training patches
-    val_images: int = 16  # validation images held out (deterministic, by image, not patch)
+    val_images: int = 16  # validation images held out (deterministic, by image, not patch); clips for video
     val_patches_per_image: int = 8  # crops on a fixed grid over each validation image
     grid_images: int = 4  # validation patches shown in the per-epoch sample grid
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     download: bool = False  # stl10 only: fetch the archive if `path` lacks it
     stl10_split: Literal["train", "test", "unlabeled", "train+unlabeled"] = "unlabeled"
+    # video: G sees frames t-k..t+k (1, 3 or 5) and super-resolves the centre frame t; > 1 needs a
+    # video source, and a video source with 1 is the single-frame baseline on the same frames
+    frames: int = 1
+    val_frames: int = 4  # video: consecutive centre frames scored per validation crop (val_tc pairs them)
 
 
 @dataclass
@@ -59,6 +65,9 @@ class ModelConfig:
     # "bicubic": SR = bicubic(LR) + G(LR), a global residual that makes short CPU runs
     # beat bicubic; "none": the paper's plain tanh output.
     global_skip: Literal["none", "bicubic"] = "bicubic"
+    # data.frames > 1: the 3D-conv front end sees the neighbours as frames, or as differences from
+    # the centre frame ("diffs"; the centre frame itself stays as is). No effect at data.frames 1.
+    temporal_input: Literal["frames", "diffs"] = "frames"
     d_channels: int = 16  # first conv width; doubles every two blocks; paper: 64
     d_dense: int = 256  # hidden units of the dense head; paper: 1024
 
@@ -145,27 +154,32 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # ----------------------------------------------------------------------------- typing
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """A person's reading of a type annotation: `'bce' | 'lsgan'`, `int or null`."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check `value` against the annotation `tp`; accept int for float, nothing looser."""
+def coerce_value(value: Any, tp: Any, where: str, error: type[UserError] | None = None) -> Any:
+    """Check `value` against the annotation `tp`; accept int for float, nothing looser.
+
+    Raises `error` (ConfigError by default) with one line naming `where`.
+    """
+    error = error or ConfigError
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
             try:
-                return _coerce(value, option, where)
-            except ConfigError:
+                return coerce_value(value, option, where, error)
+            except error:
                 continue
-        raise ConfigError(f"{where}: got {value!r}, expected {_describe(tp)}")
+        raise error(f"{where}: got {value!r}, expected {describe_type(tp)}")
     if origin is Literal:
         allowed = typing.get_args(tp)
         # an int-valued float such as 2.0 from a sampler still means scale 2
@@ -173,11 +187,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = int(value)
         if value in allowed and type(value) in {type(a) for a in allowed}:
             return value
-        raise ConfigError(f"{where}: got {value!r}, expected one of {_describe(tp)}")
+        raise error(f"{where}: got {value!r}, expected one of {describe_type(tp)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: got {value!r}, expected null")
+        raise error(f"{where}: got {value!r}, expected null")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -195,8 +209,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, Mapping):
             return _build(tp, value, where + ".")
-        raise ConfigError(f"{where}: got {value!r}, expected a mapping of {tp.__name__} fields")
-    raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), expected {_describe(tp)}")
+        raise error(f"{where}: got {value!r}, expected a mapping of {tp.__name__} fields")
+    raise error(f"{where}: got {value!r} ({type(value).__name__}), expected {describe_type(tp)}")
 
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
@@ -207,7 +221,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
             raise ConfigError(
                 f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'top level'} accepts {', '.join(names)}"
             )
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
+    kwargs = {k: coerce_value(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
     return cls(**kwargs)
 
 
@@ -230,7 +244,7 @@ def validate(cfg: TrialConfig) -> TrialConfig:
         "data.patch_size",
         f"got {d.patch_size}, must be divisible by scale {cfg.scale}",
     )
-    _check(d.source == "builtin" or d.path is not None, "data.path",
+    _check(d.source in ("builtin", "video_builtin") or d.path is not None, "data.path",
            f"source {d.source!r} needs a path (a folder or file)")
     _check(d.limit is None or d.limit > 0, "data.limit", f"got {d.limit}, expected a positive count or null")
     _check(d.val_images >= 1, "data.val_images", f"got {d.val_images}, expected >= 1")
@@ -238,6 +252,11 @@ def validate(cfg: TrialConfig) -> TrialConfig:
            f"got {d.val_patches_per_image}, expected >= 1")
     _check(d.grid_images >= 1, "data.grid_images", f"got {d.grid_images}, expected >= 1")
     _check(d.num_workers >= 0, "data.num_workers", f"got {d.num_workers}, expected >= 0")
+    _check(d.frames in (1, 3, 5), "data.frames", f"got {d.frames}, expected 1, 3 or 5 (frames t-k..t+k)")
+    _check(d.frames == 1 or d.source in VIDEO_SOURCES, "data.frames",
+           f"got {d.frames} with data.source {d.source!r}; a window of frames needs a video source "
+           f"({' or '.join(VIDEO_SOURCES)})")
+    _check(d.val_frames >= 2, "data.val_frames", f"got {d.val_frames}, expected >= 2 (val_tc compares neighbours)")
     _check(not d.download or d.source == "stl10", "data.download", "only the stl10 source can download")
     for name in ("g_channels", "g_blocks", "d_channels", "d_dense"):
         v = getattr(m, name)
@@ -266,27 +285,31 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check(r.debug_nan_step is None or r.debug_nan_step >= 1, "runtime.debug_nan_step",
            f"got {r.debug_nan_step}, expected >= 1 or null")
     _check(r.threads is None or r.threads >= 1, "runtime.threads", f"got {r.threads}, expected >= 1 or null")
+    _check(not (r.channels_last and d.frames > 1), "runtime.channels_last",
+           "not supported with data.frames > 1 (the temporal front end's 3D convolutions have 5-D weights)")
     return cfg
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def parse_value(text: str) -> Any:
-    """A `--set` value as YAML scalar: `0.01` -> float, `true` -> bool, `null` -> None.
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`; people don't)."""
 
-    YAML 1.1 reads `1e-4` (no dot) as a string; a person means a number.
-    """
+
+# copy the resolver lists: add_implicit_resolver would otherwise append to SafeLoader's own
+YamlLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as a YAML scalar: `4` -> int, `1e-4` -> float, `true` -> bool, `null` -> None."""
     try:
-        value = yaml.safe_load(text)
+        return yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def apply_overrides(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,18 +348,20 @@ def parse_set_args(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "config file", error: type[UserError] | None = None) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; one-line `error` (ConfigError) otherwise."""
+    error = error or ConfigError
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such config file")
+        raise error(f"{p}: no such {what}")
     try:
-        tree = yaml.safe_load(p.read_text()) or {}
+        tree = yaml.load(p.read_text(), Loader=YamlLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{at}") from None
+        raise error(f"{p}: not valid YAML{at}") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"{p}: expected a mapping of config sections at the top level")
+        raise error(f"{p}: expected a mapping at the top level of the {what}")
     return tree
 
 

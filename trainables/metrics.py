@@ -173,3 +173,24 @@ def score_images(sr_list: Sequence[Tensor], hr_list: Sequence[Tensor], scale: in
         raise ValueError(f"{len(sr_list)} SR images but {len(hr_list)} HR images")
     rows = [score_pair(sr, hr, scale) for sr, hr in zip(sr_list, hr_list)]
     return {name: torch.tensor([r[name] for r in rows], dtype=torch.float64) for name in METRIC_NAMES}
+
+
+def temporal_consistency(sr_uint8: Tensor, hr_uint8: Tensor, pairs: Tensor, scale: int) -> Tensor:
+    """Temporal-consistency error of video SR: (M,) float64, in Y levels (0-255); lower is better.
+
+    `sr_uint8`, `hr_uint8`: (N, C, H, W) uint8 centre frames; `pairs`: (M, 2) long indices
+    (a, b) of frames t and t+1 of one clip at the same crop. Per pair, on the protocol's
+    border-cropped BT.601 Y (float64):
+
+        tc = mean |(SR_b - SR_a) - (HR_b - HR_a)|
+
+    how far SR's frame-to-frame change departs from HR's. 0 when SR changes exactly as
+    HR does (HR itself, or an SR whose error is the same in both frames); flicker and
+    shimmer that single-frame SR adds between frames raise it. Equal to
+    mean |err_b - err_a| with err = SR - HR, so a steady error does not count, only how
+    the error changes from one frame to the next.
+    """
+    y_sr, y_hr = _pair(sr_uint8, hr_uint8, scale)  # (N, 1, h, w) each
+    a, b = pairs[:, 0], pairs[:, 1]
+    change = (y_sr[b] - y_sr[a]) - (y_hr[b] - y_hr[a])  # (M, 1, h, w)
+    return change.abs().mean(dim=(1, 2, 3))

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrialConfig
+from trainables.temporal import TemporalHead
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -83,8 +84,11 @@ class Generator(nn.Module):
       runs beat bicubic.
 
     The input is mapped from [0, 1] to [-1, 1] inside (`lr * 2 - 1`) so callers pass
-    LR as the data pipeline makes it. With `in_channels` > 3 (stacked video frames),
-    the first 3 channels are the frame the bicubic skip upsamples.
+    LR as the data pipeline makes it. With `in_channels` > 3 (stacked video frames, 3
+    channels each, frame-major), frame `skip_frame` is the one the bicubic skip
+    upsamples (the centre frame for video). `head` replaces the conv9 + PReLU head: any
+    module from (B, in_channels, h, w) in [-1, 1] to (B, channels, h, w), such as the
+    video generator's 3D-conv front end (`trainables.temporal.TemporalHead`).
     """
 
     def __init__(
@@ -95,6 +99,8 @@ class Generator(nn.Module):
         upsampler: str,
         global_skip: str,
         in_channels: int = 3,
+        head: nn.Module | None = None,
+        skip_frame: int = 0,
     ) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
@@ -103,11 +109,13 @@ class Generator(nn.Module):
             raise ValueError(f"upsampler: got {upsampler!r}, expected one of {', '.join(UPSAMPLERS)}")
         if global_skip not in GLOBAL_SKIPS:
             raise ValueError(f"global_skip: got {global_skip!r}, expected one of {', '.join(GLOBAL_SKIPS)}")
-        if in_channels < 3:
-            raise ValueError(f"in_channels: got {in_channels}, expected >= 3 (RGB first)")
+        if in_channels < 3 * (skip_frame + 1):
+            raise ValueError(f"in_channels: got {in_channels}, expected >= {3 * (skip_frame + 1)} "
+                             f"(RGB of frames 0..{skip_frame})")
         self.scale = scale
         self.global_skip = global_skip
-        self.head = nn.Sequential(_conv(in_channels, channels, 9), nn.PReLU(channels))
+        self.skip_frame = skip_frame
+        self.head = head if head is not None else nn.Sequential(_conv(in_channels, channels, 9), nn.PReLU(channels))
         self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
         self.body_tail = nn.Sequential(_conv(channels, channels, 3, bias=False), nn.BatchNorm2d(channels))
         self.upsample = nn.Sequential(*(UPSAMPLERS[upsampler](channels) for _ in range(int(math.log2(scale)))))
@@ -123,7 +131,8 @@ class Generator(nn.Module):
         out = self.tail(self.upsample(feats))  # (B, 3, h*s, w*s)
         if self.global_skip == "none":
             return torch.tanh(out)
-        base = F.interpolate(lr[:, :3], scale_factor=self.scale, mode="bicubic", align_corners=False)
+        c = 3 * self.skip_frame
+        base = F.interpolate(lr[:, c : c + 3], scale_factor=self.scale, mode="bicubic", align_corners=False)
         # bicubic overshoots [0, 1] at edges; the clamp keeps SR in [-1, 1] like HR
         return torch.clamp(base * 2 - 1 + out, -1.0, 1.0)
 
@@ -193,13 +202,17 @@ class Discriminator(nn.Module):
 
 
 def build_generator(cfg: TrialConfig) -> Generator:
-    m = cfg.model
+    """The single-image generator; with data.frames > 1, the same with the temporal front end as its head."""
+    m, frames = cfg.model, cfg.data.frames
     return Generator(
         scale=cfg.scale,
         channels=m.g_channels,
         blocks=m.g_blocks,
         upsampler=m.upsampler,
         global_skip=m.global_skip,
+        in_channels=3 * frames,  # frames t-k..t+k stacked frame-major
+        head=TemporalHead(frames, m.g_channels, m.temporal_input) if frames > 1 else None,
+        skip_frame=frames // 2,  # the centre frame t
     )
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainables import checkpoint
-from trainables.config import TrialConfig
+from trainables.config import VIDEO_SOURCES, TrialConfig
 from trainables.data import TrainPatches, load_images, make_loader, val_patches
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
 from trainables.distributed import DistInfo, any_true, broadcast, dist_info, pick_device, sum_across
@@ -28,6 +28,7 @@ from trainables.grids import save_grid
 from trainables.losses import ADVERSARIAL, gradient_penalty, load_vgg54, pixel_mse
 from trainables.models import build_discriminator, build_generator
 from trainables.validation import Validator
+from trainables.video import centre_frame, video_data
 
 Report = Callable[[dict[str, Any], "str | None"], None]
 
@@ -78,6 +79,8 @@ class Trainer:
         self.adversarial = ADVERSARIAL[cfg.loss.family]
         self.vgg = load_vgg54().to(device) if cfg.loss.vgg_weight > 0 else None
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
+        # (len(LOSS_KEYS),) 1 where pretraining's one loss is summed: loss_pixel and loss_g
+        self.pretrain_slots = torch.tensor([float(k in ("loss_pixel", "loss_g")) for k in LOSS_KEYS], device=device)
         self.epoch = 0  # epochs completed
         self.g_steps = 0
         self.d_steps = 0
@@ -125,8 +128,8 @@ class Trainer:
         self._clip(self.generator)
         self.opt_pre.step()
         self.g_steps += 1
-        sums[LOSS_KEYS.index("loss_pixel")] += loss.detach()
-        sums[LOSS_KEYS.index("loss_g")] += loss.detach()
+        # one fused op adds the loss to the loss_pixel and loss_g slots (indexed adds cost ~3 ops each)
+        sums.addcmul_(self.pretrain_slots, loss.detach())
 
     def gan_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
         cfg, adv, D = self.cfg, self.adversarial, self.discriminator
@@ -148,10 +151,6 @@ class Trainer:
             self._clip(D)
             self.opt_d.step()
             self.d_steps += 1
-        sums[LOSS_KEYS.index("loss_d")] += loss_d.detach()
-        sums[LOSS_KEYS.index("loss_gp")] += gp.detach()
-        sums[LOSS_KEYS.index("d_real")] += adv.score(real_score.detach()).mean()
-        sums[LOSS_KEYS.index("d_fake")] += adv.score(fake_score.detach()).mean()
 
         # (2) update G: content + beta * adversarial, D frozen
         with self.autocast:
@@ -165,8 +164,11 @@ class Trainer:
         self._clip(self.generator)
         self.opt_g.step()
         self.g_steps += 1
-        for key, value in (("loss_pixel", loss_pixel), ("loss_vgg", loss_vgg), ("loss_adv", loss_adv), ("loss_g", loss_g)):
-            sums[LOSS_KEYS.index(key)] += value.detach()
+        with torch.no_grad():  # one stacked add per step, not eight indexed ones; D's stats are its last step's
+            values = {"loss_pixel": loss_pixel, "loss_vgg": loss_vgg, "loss_adv": loss_adv, "loss_g": loss_g,
+                      "loss_d": loss_d, "loss_gp": gp, "d_real": adv.score(real_score).mean(),
+                      "d_fake": adv.score(fake_score).mean()}
+            sums += torch.stack([values[k] for k in LOSS_KEYS])
 
     def _clip(self, model: nn.Module) -> None:
         if self.cfg.optim.grad_clip is not None:
@@ -189,10 +191,11 @@ class Trainer:
         start = last_note = time.perf_counter()
         self.generator.train()
         self.discriminator.train()
-        for batch in loader:  # (B, 3, P, P) uint8 HR patches
+        for batch in loader:  # (B, T*3, P, P) uint8 HR: T = data.frames frames t-k..t+k (images: T = 1)
             hr01 = to_float01(batch.to(self.device, non_blocking=True))
-            lr = bicubic_down(hr01, scale).contiguous(memory_format=self.memory_format)  # (B, 3, P/s, P/s) in [0, 1]
-            hr = hr_to_model(hr01).contiguous(memory_format=self.memory_format)  # (B, 3, P, P) in [-1, 1]
+            lr = bicubic_down(hr01, scale).contiguous(memory_format=self.memory_format)  # (B, T*3, P/s, P/s) in [0, 1]
+            # the target (and D's real input) is the centre frame t
+            hr = hr_to_model(centre_frame(hr01)).contiguous(memory_format=self.memory_format)  # (B, 3, P, P) in [-1, 1]
             step_fn(lr, hr, sums)
             steps += 1
             if self.cfg.runtime.debug_nan_step is not None and self.g_steps >= self.cfg.runtime.debug_nan_step:
@@ -238,12 +241,15 @@ def train(
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    train_images, val_images = load_images(cfg.data)
-    dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
-                           length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+    if cfg.data.source in VIDEO_SOURCES:  # clips: windows of data.frames frames, val_tc pairs
+        dataset, val_hr, tc_pairs = video_data(cfg)
+    else:
+        train_images, val_images = load_images(cfg.data)
+        dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
+                               length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+        val_hr, tc_pairs = val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image), None
     loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, info.rank, info.world_size, cfg.seed)
-    validator = Validator(val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image),
-                          cfg.scale, cfg.data.grid_images, device) if info.is_main else None
+    validator = Validator(val_hr, cfg.scale, cfg.data.grid_images, device, tc_pairs) if info.is_main else None
 
     trainer = Trainer(cfg, info, device)
     if resume_from is not None:
@@ -305,6 +311,9 @@ def _print_table(metrics: dict[str, Any], out: Path) -> None:
         if p is None:
             continue
         print(f"{name:18} {p:10.2f} {s:8.4f} {h:9.3f}")
+    if "val_tc" in metrics:  # video runs
+        print(f"temporal-consistency error (Y levels, lower is better): SR {metrics['val_tc']:.3f}, "
+              f"bicubic {metrics['bicubic_tc']:.3f}")
     print(f"\nstatus {metrics['status']} after {metrics['epoch']} epochs; best validation PSNR "
           f"{metrics.get('best_val_psnr', float('nan')):.2f} dB at epoch {metrics.get('best_epoch')}")
     print(f"checkpoints: {out / 'checkpoints'}   grids: {out / 'grids'}")
@@ -324,6 +333,8 @@ def _epoch_line(m: dict[str, Any]) -> str:
         line += f" loss_d {m['loss_d']:.4f} D(real) {m['d_real']:.3f} D(fake) {m['d_fake']:.3f}"
     if "val_psnr" in m:
         line += f" | val PSNR {m['val_psnr']:.2f} (bicubic {m['bicubic_psnr']:.2f}) SSIM {m['val_ssim']:.4f}"
+    if "val_tc" in m:
+        line += f" TC {m['val_tc']:.3f} (bicubic {m['bicubic_tc']:.3f})"
     return line + f" | {m['images_per_s']:.0f} img/s"
 
 

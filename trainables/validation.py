@@ -1,4 +1,4 @@
-"""Per-epoch validation on fixed HR patches: SR and bicubic scored by the protocol."""
+"""Per-epoch validation on fixed HR patches (or video windows): SR and bicubic scored by the protocol."""
 
 from __future__ import annotations
 
@@ -7,21 +7,29 @@ from torch import nn
 
 from trainables.degrade import bicubic_down, bicubic_up, hr_to_model, model_to_01, to_float01, to_uint8
 from trainables.grids import make_grid
-from trainables.metrics import hf_energy_ratio, hf_error_ratio, psnr, ssim
+from trainables.metrics import hf_energy_ratio, hf_error_ratio, psnr, ssim, temporal_consistency
+from trainables.video import centre_frame
 
 EVAL_BATCH = 32
 
 
 class Validator:
-    """Holds the validation set (HR uint8 patches, their LR) and the bicubic reference scores."""
+    """Holds the validation set (HR uint8 patches, their LR) and the bicubic reference scores.
 
-    def __init__(self, hr_uint8: torch.Tensor, scale: int, grid_images: int, device: torch.device):
+    Video: `hr_uint8` holds windows (N, T*3, P, P) of T frames; G sees the whole LR
+    window, SR and bicubic are scored against the centre frame, and `tc_pairs` (M, 2)
+    (consecutive centre frames of one crop) add `tc`, the temporal-consistency error.
+    """
+
+    def __init__(self, hr_uint8: torch.Tensor, scale: int, grid_images: int, device: torch.device,
+                 tc_pairs: torch.Tensor | None = None):
         self.scale = scale
         self.device = device
-        self.hr_uint8 = hr_uint8  # (N, 3, P, P) uint8, on the CPU
+        self.hr_uint8 = centre_frame(hr_uint8)  # (N, 3, P, P) uint8, on the CPU (the centre frames for video)
+        self.tc_pairs = tc_pairs
         hr01 = to_float01(hr_uint8)
-        self.lr01 = bicubic_down(hr01, scale)  # (N, 3, P/s, P/s), uint8 levels in [0, 1]
-        self.bicubic01 = bicubic_up(self.lr01, scale)  # (N, 3, P, P) in [0, 1]
+        self.lr01 = bicubic_down(hr01, scale)  # (N, T*3, P/s, P/s), uint8 levels in [0, 1]; T = 1 for images
+        self.bicubic01 = bicubic_up(centre_frame(self.lr01), scale)  # (N, 3, P, P) in [0, 1]
         self.grid_n = min(grid_images, len(hr_uint8))
         bic = self._scores(self.bicubic01)
         self.reference = {f"bicubic_{k}": v for k, v in bic.items()}
@@ -29,7 +37,7 @@ class Validator:
     def _scores(self, sr01: torch.Tensor) -> dict[str, float]:
         sr_uint8 = to_uint8(sr01)
         hr = hr_to_model(to_float01(self.hr_uint8))
-        return {
+        scores = {
             "psnr": psnr(sr_uint8, self.hr_uint8, self.scale).mean().item(),
             "ssim": ssim(sr_uint8, self.hr_uint8, self.scale).mean().item(),
             # nanmean: a flat patch has no high-band energy to restore
@@ -38,6 +46,9 @@ class Validator:
             # pixel MSE in the model's [-1, 1] space: the pretraining curve's content loss
             "mse": torch.mean((hr_to_model(sr01) - hr) ** 2).item(),
         }
+        if self.tc_pairs is not None:  # video: mean |(SR_t+1 - SR_t) - (HR_t+1 - HR_t)| on Y
+            scores["tc"] = temporal_consistency(sr_uint8, self.hr_uint8, self.tc_pairs, self.scale).mean().item()
+        return scores
 
     @torch.no_grad()
     def super_resolve(self, generator: nn.Module, channels_last: bool = False) -> torch.Tensor:
@@ -59,5 +70,6 @@ class Validator:
         metrics = {f"val_{k}": v for k, v in self._scores(sr01).items()}
         metrics.update(self.reference)
         n = self.grid_n
-        grid = make_grid(sr01[:n], self.bicubic01[:n], self.lr01[:n], to_float01(self.hr_uint8[:n]), self.scale)
+        lr01 = centre_frame(self.lr01[:n])
+        grid = make_grid(sr01[:n], self.bicubic01[:n], lr01, to_float01(self.hr_uint8[:n]), self.scale)
         return metrics, grid

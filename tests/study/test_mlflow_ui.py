@@ -68,14 +68,26 @@ def ui_server(smoke_study, tmp_path):
             time.sleep(0.5)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        stop_group(proc)
         log.close()
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM the process group this test started (its leader is `proc`), SIGKILL what is left after grace_s.
+
+    Waiting for the server's own process is not enough: it starts job consumers (huey) in its group.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            proc.poll()  # reap the leader: a zombie would still count as a member below
+            os.killpg(proc.pid, 0)  # raises once every member has exited
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
 
 
 def last_grid(client: MlflowClient, run_id: str) -> str | None:
@@ -98,7 +110,8 @@ def test_the_smoke_study_in_the_mlflow_ui(smoke_study, ui_server, tmp_path):
     kids = sorted((r for r in runs if r.data.tags.get(ROLE) == "trial"), key=lambda r: r.info.run_name)
     assert kids, "the smoke study logged no child runs"
     kid, grid = next((k, g) for k in kids if (g := last_grid(client, k.info.run_id)) is not None)
-    width, height = Image.open(client.download_artifacts(kid.info.run_id, f"images/{grid}", str(tmp_path))).size
+    with Image.open(client.download_artifacts(kid.info.run_id, f"images/{grid}", str(tmp_path))) as png:
+        width, height = png.size
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

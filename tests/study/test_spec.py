@@ -227,7 +227,7 @@ def test_with_base_overrides_revalidates(example):
         with_base_overrides(spec, {"loss.betta": 1})
     with pytest.raises(StudySpecError, match=r"^space\.loss\.family: also fixed in base"):
         with_base_overrides(spec, {"loss.family": "bce"})
-    with pytest.raises(StudySpecError, match=r"^base\.data\.patch_size: got 30, must be divisible by scale 4"):
+    with pytest.raises(StudySpecError, match=r"^base\.data\.patch_size: got 30, expected a multiple of 16"):
         with_base_overrides(spec, {"scale": 4, "data.patch_size": 30})
 
 
@@ -319,7 +319,7 @@ ERRORS = [
     (_set("space/scale", {"type": "int", "low": 2, "high": 4}),
      "space.scale: value 3 gives an invalid trial config: scale: got 3"),
     # searcher
-    (_set("searcher/algorithm", "cmaes"), "searcher.algorithm: got 'cmaes', expected one of tpe | random | grid"),
+    (_set("searcher/algorithm", "cmaes"), "searcher.algorithm: got 'cmaes', expected one of 'tpe' | 'random' | 'grid'"),
     (_set("searcher/sed", 1), "searcher.sed: unknown key; did you mean seed?"),
     (_set("searcher/seed", "x"), "searcher.seed: got 'x' (str), expected int"),
     (_set("searcher/seed", -1), "searcher.seed: got -1, expected >= 0"),
@@ -329,7 +329,7 @@ ERRORS = [
     (_set("space/loss.family/type", "grid"), "space.loss.family.type: grid params need searcher.algorithm: grid"),
     (_set("searcher/algorithm", "nsga2"), "searcher.algorithm: nsga2 is multi-objective"),
     # scheduler
-    (_set("scheduler/type", "hyperband"), "scheduler.type: got 'hyperband', expected one of asha | none"),
+    (_set("scheduler/type", "hyperband"), "scheduler.type: got 'hyperband', expected one of 'asha' | 'none'"),
     (_set("scheduler/grace_period", 10), "scheduler.grace_period: got 10, expected at most max_t (3) epochs"),
     (_set("scheduler/reduction_factor", 1), "scheduler.reduction_factor: got 1, expected > 1"),
     (_set("scheduler/max_t", 0), "scheduler.max_t: got 0, expected >= 1 epoch or null"),
@@ -338,7 +338,7 @@ ERRORS = [
      "scheduler.type: asha stops trials on one metric; a multi-objective study needs scheduler.type: none"),
     # objective
     (_set("objective/metric", "psnr"), "objective.metric: got 'psnr', not a reported metric; did you mean val_psnr?"),
-    (_set("objective/mode", "maximize"), "objective.mode: got 'maximize', expected one of max | min"),
+    (_set("objective/mode", "maximize"), "objective.mode: got 'maximize', expected one of 'max' | 'min'"),
     (_drop("objective/mode"), "objective.mode: missing"),
     (_set("objective/metrics", ["val_psnr"]), "objective: give either metric and mode, or metrics and modes"),
     (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max"]}),
@@ -346,12 +346,12 @@ ERRORS = [
     (_set("objective", {"metrics": ["val_psnr", "val_psnr"], "modes": ["max", "max"]}),
      "objective.metrics[1]: val_psnr appears twice"),
     (_set("objective", {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "up"]}),
-     "objective.modes[1]: got 'up', expected one of max | min"),
+     "objective.modes[1]: got 'up', expected one of 'max' | 'min'"),
     (_set("objective/goal", "x"), "objective.goal: unknown key"),
     # how much runs, where
     (_drop("trials"), "trials: missing; give the number of configurations"),
     (_set("trials", 0), "trials: got 0, expected >= 1"),
-    (_set("trials", True), "trials: got True (bool), expected int or null"),
+    (_set("trials", True), "trials: got True, expected int or null"),
     (_set("repeats", 0), "repeats: got 0, expected >= 1"),
     (_set("max_concurrent", 0), "max_concurrent: got 0, expected >= 1 or null"),
     (_set("resources/workers", 0), "resources.workers: got 0, expected >= 1"),
@@ -360,16 +360,17 @@ ERRORS = [
     (_set("resources/gpu", 1), "resources.gpu: unknown key"),
     (_set("base/runtime.device", "cuda"), "resources.gpus_per_worker: got 0, but runtime.device can be cuda"),
     (_set("storage", " "), "storage: empty"),
-    (_set("tracking_uri", 5), "tracking_uri: got 5 (int), expected str or null"),
+    (_set("tracking_uri", 5), "tracking_uri: got 5, expected str or null"),
 ]
 SCALES = {"type": "categorical", "values": [2, 4]}
 ERRORS += [
     # values fine alone that clash with base or with each other
-    (_all(_set("base/data.patch_size", 34), _set("space/scale", SCALES)),
-     "space.scale: value 4 gives an invalid trial config: data.patch_size: got 34, must be divisible by scale 4"),
+    (_all(_set("base/schedule.patches_per_epoch", 16),
+          _set("space/schedule.batch_size", {"type": "categorical", "values": [8, 32]})),
+     "space.schedule.batch_size: value 32 gives an invalid trial config: schedule.patches_per_epoch: got 16"),
     (_all(_drop("base/data.patch_size"), _set("space/scale", SCALES),
-          _set("space/data.patch_size", {"type": "categorical", "values": [32, 34]})),
-     "space.data.patch_size: value 34 gives an invalid trial config: data.patch_size: got 34, must be divisible"),
+          _set("space/data.patch_size", {"type": "categorical", "values": [32, 40]})),
+     "space.data.patch_size: value 40 gives an invalid trial config: data.patch_size: got 40, expected a multiple"),
     (_all(_set("space/loss.pixel_weight", {"type": "categorical", "values": [0, 1]}),
           _set("space/loss.vgg_weight", {"type": "categorical", "values": [0, 1]})),
      "space.loss.pixel_weight: value 0 gives an invalid trial config"),
@@ -407,7 +408,7 @@ def test_file_errors(tmp_path):
         load_spec(bad)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
-    with pytest.raises(StudySpecError, match="expected a mapping of study fields at the top level"):
+    with pytest.raises(StudySpecError, match="expected a mapping at the top level of the study spec file"):
         load_spec(listy)
 
 
