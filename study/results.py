@@ -47,6 +47,8 @@ def summarize(spec: StudySpec, results) -> pd.DataFrame:
             row[name] = float(best[name]) if best is not None and name in best else math.nan
         for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf"):
             row[name] = float(last[name]) if name in last else math.nan
+        if "bicubic_tc" in last:  # video runs: the temporal-consistency error of bicubic
+            row["bicubic_tc"] = float(last["bicubic_tc"])
         row["d_real_minus_fake"] = (float(last["d_real"]) - float(last["d_fake"])
                                     if "d_real" in last and "d_fake" in last else math.nan)
         row["error"] = _first_line(result.error)
@@ -84,12 +86,13 @@ def format_table(spec: StudySpec, table: pd.DataFrame) -> str:
     cols = ["trial_id", *spec.space, "seed", "status", "epochs", "best_epoch",
             *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS))]
     shown = table[[c for c in cols if c in table]].copy()
-    ref = {name: table[name].dropna() for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf") if name in table}
+    ref = {name: table[name].dropna() for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf", "bicubic_tc")
+           if name in table}
     lines = [_md_row(shown.columns)]
     lines.append(_md_row(["---"] * len(shown.columns)))
     for _, r in shown.iterrows():
         lines.append(_md_row(_fmt(v) for v in r.tolist()))
-    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf"}
+    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf", "val_tc": "bicubic_tc"}
     ref_row = ["bicubic (reference)"] + [
         _fmt(ref[bicubic[c]].iloc[0]) if c in bicubic and bicubic[c] in ref and len(ref[bicubic[c]]) else ""
         for c in shown.columns[1:]]

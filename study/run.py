@@ -143,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
     print("\nnext:")
     if out_parquet:
         print(f"  results table   {out_parquet}")
-    print(f"  MLflow UI       mlflow ui --backend-store-uri {uri}   (experiment {spec.name!r})")
+    default_store = uri == f"sqlite:///{Path('mlflow.db').resolve()}"
+    ui = "mlflow ui" if default_store else f"mlflow ui --backend-store-uri {uri}"
+    if uri.startswith("http"):
+        ui, base = "(served)", uri.rstrip("/")
+    else:
+        base = "http://127.0.0.1:5000"
+    print(f"  MLflow UI       {ui}   then {base}/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning")
     print(f"  paper tables    python -m reports.build {spec.name}" + (f" --tracking-uri {uri}" if args.tracking_uri else ""))
     return 0
 

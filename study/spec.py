@@ -50,7 +50,8 @@ Mode = Literal["max", "min"]
 
 # Metric names a trial reports (validated against this list; see trainables.train).
 METRICS = ("val_psnr", "val_ssim", "val_hf", "val_hf_err", "val_mse", "best_val_psnr",
-           "loss_g", "loss_d", "loss_pixel", "d_real", "d_fake")
+           "loss_g", "loss_d", "loss_pixel", "d_real", "d_fake",
+           "val_tc")  # video sources only: temporal-consistency error (metrics.temporal_consistency), min
 TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
 DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
 _NAME = re.compile(r"[A-Za-z0-9_-]+")

@@ -67,7 +67,8 @@ class StudyTracker:
             self.client.restore_experiment(experiment.experiment_id)
         self.experiment_id = (experiment.experiment_id if experiment is not None
                               else self.client.create_experiment(study))
-        # the UI then opens on the training-runs view, not the GenAI (traces) overview
+        # marks the experiment as model training (MLflow's UI still opens experiments on its
+        # GenAI overview: the runs are under "Model training" / the runs URL, see README)
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.parent_run_id: str | None = None
 

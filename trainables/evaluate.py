@@ -62,6 +62,9 @@ def method_upscaler(method: str, scale: int) -> UpscaleFn:
 def load_generator(folder: Path) -> tuple[TrialConfig, torch.nn.Module]:
     """The generator of a checkpoint folder, in eval mode on the CPU, with its config."""
     cfg, state = checkpoint.load(folder)
+    if cfg.data.frames > 1:
+        raise UserError(f"{folder}: a video generator (data.frames {cfg.data.frames}) needs {cfg.data.frames} "
+                        "neighbouring frames per image; trainables.evaluate scores single images")
     generator = build_generator(cfg)
     generator.load_state_dict(state["generator"])
     return cfg, generator.eval()

@@ -3,11 +3,13 @@
 A clip is an ordered stack of frames, uint8 (L, H, W, 3) RGB. Sources (`data.source`):
 
 - `video_builtin`: made offline from the built-in photographs (`trainables.sources`'
-  `builtin`): a 128x128 camera pans (0.5-2 px a frame, slowly turning) and zooms
-  (a fraction of a percent a frame) over each photograph, every frame resampled bicubically
-  from the large photo at a sub-pixel position, so neighbouring frames hold the scene at
-  different sub-pixel phases, which is what a video SR model can exploit. Three clips of
-  16 frames per photograph; the motion is a fixed function of (photo, clip), never of
+  `builtin`): a camera pans (0.5-2.4 frame pixels a frame, slowly turning) and zooms
+  (up to 0.4 % a frame) over each photograph, seeing it at about half its resolution
+  (`ZOOM`); every 128x128 frame is rendered by bicubic resampling at sub-pixel
+  positions on a 2x finer grid, then antialiased down, so frames are sharp and
+  neighbouring frames hold the scene at different sub-pixel phases: what a video SR
+  model can exploit. Three clips of 16 frames per photograph large enough (all but
+  page.png and text.png); the motion is a fixed function of (photo, clip), never of
   the trial seed. Validation: the clips of the validation photographs (`BUILTIN_VAL`).
 - `video_folder`: `data.path` holds clips, the layout of REDS (`train_sharp/000/00000000.png`)
   and Vimeo-90K (`sequences/00001/0001/im1.png`): every folder under it that directly
@@ -59,6 +61,9 @@ MIN_VAL_FRAMES = 2 * MARGIN + 2  # two consecutive centre frames: one val_tc pai
 BUILTIN_SIDE = 128  # frame side in pixels
 BUILTIN_LENGTH = 16  # frames per clip
 BUILTIN_CLIPS_PER_PHOTO = 3
+ZOOM = (0.5, 0.6)  # frame pixels per photo pixel at frame 0: frames are sharp, as a camera's
+ZOOM_RATE = 0.004  # largest zoom change per frame (0.4 %)
+SUPERSAMPLE = 2  # frames are rendered this much finer, then downscaled with antialiasing
 MOTION_SEED = 90_001  # the camera paths' seed: fixed, so every trial sees the same clips
 
 
@@ -329,40 +334,53 @@ def read_video(path: Path) -> list[np.ndarray]:
 def camera_path(length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A smooth pan and zoom: (L, 2) camera centres (x, y) in photo pixels, relative to frame 0, and (L,) zooms.
 
-    Speed 0.5-2 px a frame in a direction that turns by up to 0.08 rad a frame; zoom
-    starts in [1, 1.05] (frame pixels per photo pixel) and changes by up to 0.4 % a frame.
+    Zoom is frame pixels per photo pixel: it starts in ZOOM and changes by up to 0.4 %
+    a frame. The camera moves 1-4 photo pixels (0.5-2.4 frame pixels) a frame, in a
+    direction that turns by up to 0.08 rad a frame.
     """
-    speed = rng.uniform(0.5, 2.0)
+    speed = rng.uniform(1.0, 4.0)
     angle = rng.uniform(0, 2 * math.pi) + rng.uniform(-0.08, 0.08) * np.arange(length - 1)
     steps = speed * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # (L-1, 2)
     centres = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])  # (L, 2)
-    zooms = rng.uniform(1.0, 1.05) * (1 + rng.uniform(-0.004, 0.004)) ** np.arange(length)
+    zooms = rng.uniform(*ZOOM) * (1 + rng.uniform(-ZOOM_RATE, ZOOM_RATE)) ** np.arange(length)
     return centres, zooms
 
 
-def render_clip(photo: np.ndarray, centres: np.ndarray, zooms: np.ndarray, side: int) -> np.ndarray:
-    """Frames (L, side, side, 3) uint8 of a camera over `photo` (H, W, 3): bicubic resampling at sub-pixel positions.
+def render_clip(photo: np.ndarray, centres: np.ndarray, zooms: np.ndarray, side: int,
+                supersample: int = SUPERSAMPLE) -> np.ndarray:
+    """Frames (L, side, side, 3) uint8 of a camera over `photo` (H, W, 3), at sub-pixel positions.
 
-    Frame pixel (u, v) of frame t shows the photo at centres[t] + ((u, v) - (side - 1) / 2) / zooms[t]
-    (pixel-centre coordinates). `centres` must keep every frame inside the photo.
+    Frame pixel (u, v) of frame t shows the photo around centres[t] + ((u, v) - (side - 1) / 2) / zooms[t]
+    (pixel-centre coordinates): the photo is sampled bicubically on a grid `supersample`
+    times finer, then downscaled by antialiased bicubic (a camera integrates over its
+    pixel; zooms below 1 then do not alias). `centres` must keep every frame inside the photo.
     """
-    u = torch.arange(side, dtype=torch.float64) - (side - 1) / 2
-    reach = (side - 1) / 2 / zooms.min() + 3  # bicubic taps reach 2 px past a sample point
+    fine = side * supersample
+    u = torch.arange(fine, dtype=torch.float64) - (fine - 1) / 2  # fine-pixel offsets from the centre
+    reach = (fine - 1) / 2 / (zooms.min() * supersample) + 3  # bicubic taps reach 2 px past a sample point
     # resample from the part of the photo the clip covers: grid_sample's cost grows with its input
     x0, y0 = (max(int(math.floor(c - reach)), 0) for c in centres.min(0))
     x1, y1 = (int(math.ceil(c + reach)) + 1 for c in centres.max(0))
     part = photo[y0:y1, x0:x1]
     h, w, _ = part.shape
     img = torch.from_numpy(np.ascontiguousarray(part.transpose(2, 0, 1)))[None].to(torch.float64)  # (1, 3, h, w)
-    frames = []
-    for (cx, cy), z in zip(centres - (x0, y0), zooms):
-        x, y = cx + u / z, cy + u / z  # pixel-centre coordinates in `part` of the frame's columns, rows
-        # grid_sample with align_corners=False: -1 and 1 are the outer edges of the border pixels
-        gx, gy = (2 * x + 1) / w - 1, (2 * y + 1) / h - 1
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]  # (1, side, side, 2) as (x, y)
-        frames.append(F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False))
-    clip = torch.cat(frames).round_().clamp_(0, 255).to(torch.uint8)  # (L, 3, side, side)
+    c = torch.from_numpy(centres - (x0, y0))  # (L, 2) camera centres in `part`
+    z = torch.from_numpy(np.asarray(zooms, np.float64))[:, None] * supersample  # (L, 1) fine px per photo px
+    x, y = c[:, :1] + u / z, c[:, 1:] + u / z  # (L, fine): pixel-centre coordinates of columns, rows
+    # grid_sample with align_corners=False: -1 and 1 are the outer edges of the border pixels
+    gx, gy = (2 * x + 1) / w - 1, (2 * y + 1) / h - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, fine, -1), gy[:, :, None].expand(-1, -1, fine)], dim=-1)
+    frames = F.grid_sample(img.expand(len(c), -1, -1, -1), grid, mode="bicubic", padding_mode="border",
+                           align_corners=False)  # (L, 3, fine, fine)
+    if supersample > 1:
+        frames = F.interpolate(frames, size=(side, side), mode="bicubic", antialias=True, align_corners=False)
+    clip = frames.round_().clamp_(0, 255).to(torch.uint8)  # (L, 3, side, side)
     return np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy())  # (L, side, side, 3)
+
+
+def min_photo_side(side: int = BUILTIN_SIDE, length: int = BUILTIN_LENGTH) -> int:
+    """The smallest photo side a clip fits in at the widest zoom (photos below it are left out)."""
+    return math.ceil(side / (ZOOM[0] * (1 - ZOOM_RATE) ** (length - 1))) + 8
 
 
 def photo_clip(photo: np.ndarray, rng: np.random.Generator, side: int = BUILTIN_SIDE,
@@ -374,15 +392,14 @@ def photo_clip(photo: np.ndarray, rng: np.random.Generator, side: int = BUILTIN_
     """
     centres, zooms = camera_path(length, rng)
     size = np.array(photo.shape[1::-1], np.float64)  # (W, H)
-    half = side / (2 * zooms.min()) + 2  # + 2 px: the bicubic taps stay inside the photo
+    half = side / (2 * zooms.min()) + 3  # + 3 px: the bicubic taps stay inside the photo
     room = size - 2 * half  # where a centre may go
     if (room < 0).any():
-        raise UserError(f"built-in photo {photo.shape[1]}x{photo.shape[0]} is smaller than a {side}px clip frame")
+        raise ValueError(f"photo {photo.shape[1]}x{photo.shape[0]} is smaller than a clip needs")
     span = centres.max(0) - centres.min(0)
     shrink = np.minimum(1.0, room / np.maximum(span, 1e-9))
     centres = (centres - centres.min(0)) * shrink  # (L, 2), from 0 to span * shrink
-    start = half + rng.uniform(0, 1, 2) * (room - span * shrink)
-    centres = centres + start
+    centres = centres + half + rng.uniform(0, 1, 2) * (room - span * shrink)
     return render_clip(photo, centres, zooms, side), centres
 
 
@@ -391,7 +408,8 @@ def builtin_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if cfg.patch_size > BUILTIN_SIDE:
         raise UserError(f"data.patch_size {cfg.patch_size}: larger than the built-in clips' "
                         f"{BUILTIN_SIDE}x{BUILTIN_SIDE} frames")
-    photos = load_images(dataclasses.replace(cfg, source="builtin", patch_size=BUILTIN_SIDE + 8))
+    # the photographs a clip fits in (page.png and text.png are too short)
+    photos = load_images(dataclasses.replace(cfg, source="builtin", patch_size=min_photo_side()))
     out = []
     for split, group in enumerate(photos):  # 0: training photos, 1: validation photos
         out.append([photo_clip(photo, np.random.default_rng([MOTION_SEED, split, k, j]))[0]
