@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -124,3 +125,23 @@ def test_a_study_whose_trials_all_failed_still_builds(demo, tmp_path):
     assert "No sample grids were logged" in md and "Parameter importances skipped" in md
     assert (tmp_path / "trials.parquet").is_file() and len(pd.read_parquet(tmp_path / "trials.parquet")) == 1
     assert "| 1 | bce |" in result.main_md
+
+
+@pytest.mark.slow
+def test_report_of_the_real_smoke_study(smoke_study):
+    """After `python -m study.run search_spaces/smoke.yaml`, `python -m reports.build smoke` writes every file."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([sys.executable, "-m", "reports.build", "smoke"], cwd=smoke_study, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = smoke_study / "reports_out" / "smoke"
+    for name in ("report.md", "report.html", "tables.tex", "trials.csv", "trials.parquet",
+                 "figures/samples.png", "figures/psnr_per_epoch.png", "figures/content_loss.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    text = (out / "report.md").read_text()
+    assert "bicubic" in text and "family" in text
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert trials["trial_id"].nunique() == 4
