@@ -220,8 +220,9 @@ def bicubic_rows(best: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
 
     Columns: label, then <metric>_mean/_std for each shown metric that has a bicubic_* twin.
     """
+    # data.frames (the video window) is not a setting: every window validates on the same centre frames
     setting = [c for c in best if (c == PARAM_PREFIX + "scale" or c.startswith(PARAM_PREFIX + "data."))
-               and best[c].map(fmt_param).nunique() > 1]
+               and c != PARAM_PREFIX + "data.frames" and best[c].map(fmt_param).nunique() > 1]
     groups = best.groupby([best[c].map(fmt_param) for c in setting], sort=True) if setting else [((), best)]
     rows = []
     for values, g in groups:

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--resume: no study {spec.name!r} under {storage} to continue; run without --resume to start it")
 
     from study import runner
-    from study.results import format_table, summarize
+    from study.results import _best_row, format_table, summarize  # noqa: F401 (before the cwd may go)
     from study.tracking import StudyTracker, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking_uri)
@@ -108,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"MLflow: experiment {spec.name!r} (id {tracker.experiment_id}), parent run {parent} at {uri}\n")
 
     tracking = tracker.worker_settings(digest)
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        # under `ray job submit` the driver runs inside the uploaded working dir, which Ray
+        # may garbage-collect when the trials' workers release it; every path is resolved
+        # by now, so leave it for a folder that stays
+        os.chdir(study_dir if study_dir is not None else tempfile.gettempdir())
     start = time.monotonic()
     try:
         if args.resume:

@@ -151,7 +151,8 @@ def log_generator(run_id: str, checkpoint_dir: str) -> None:
     generator.eval()
     # MLflow warns on every pickle save; the choice is deliberate (see below)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-    example = torch.rand(1, 3, 16, 16).numpy()  # an LR batch in [0, 1]; SR comes out in [-1, 1]
+    # an LR batch in [0, 1] (video: data.frames frames stacked, 3 channels each); SR comes out in [-1, 1]
+    example = torch.rand(1, 3 * cfg.data.frames, 16, 16).numpy()
     with mlflow.start_run(run_id=run_id, nested=True):
         # pickle, not the traced pt2 format: a traced graph would fix the input size, and a
         # generator must take LR images of any size

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from trainables.config import TrialConfig, load_config, parse_set_args
+from trainables.config import VIDEO_SOURCES, TrialConfig, load_config, parse_set_args
 from trainables.data import TrainPatches, load_images, make_loader
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
 from trainables.distributed import DistInfo
@@ -99,6 +99,8 @@ def run_bench(
     One epoch of `cfg` (schedule.patches_per_epoch patches) is one timed run. Returns one
     dict per mode: mode, trainer and bare (median images/s), ratio, and the raw runs.
     """
+    if cfg.data.source in VIDEO_SOURCES:
+        raise UserError(f"data.source {cfg.data.source!r}: the benchmark runs on image sources only")
     for mode in modes:
         if mode not in MODES:
             raise UserError(f"mode {mode!r}: unknown (accepted: {', '.join(MODES)})")

@@ -102,7 +102,7 @@ class ScheduleConfig:
 
     pretrain_epochs: int = 6
     gan_epochs: int = 2
-    patches_per_epoch: int = 3072  # HR patches drawn per epoch (all workers together)
+    patches_per_epoch: int = 2560  # HR patches drawn per epoch (all workers together)
     batch_size: int = 16  # per worker
     d_steps_per_g: int = 2  # the paper's best ratio
 

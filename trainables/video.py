@@ -10,7 +10,8 @@ A clip is an ordered stack of frames, uint8 (L, H, W, 3) RGB. Sources (`data.sou
   neighbouring frames hold the scene at different sub-pixel phases: what a video SR
   model can exploit. Three clips of 16 frames per photograph large enough (all but
   page.png and text.png); the motion is a fixed function of (photo, clip), never of
-  the trial seed. Validation: the clips of the validation photographs (`BUILTIN_VAL`).
+  the trial seed. Validation: the clips of the validation photographs (`BUILTIN_VAL`);
+  `data.limit` caps the training photographs, as for `builtin`.
 - `video_folder`: `data.path` holds clips, the layout of REDS (`train_sharp/000/00000000.png`)
   and Vimeo-90K (`sequences/00001/0001/im1.png`): every folder under it that directly
   holds image files is one clip, its frames in natural order of file name (`im2` before
@@ -235,13 +236,20 @@ def load_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if any(p.is_file() for p in found):
         _import_av(next(p for p in found if p.is_file()))  # fail before decoding anything
     val_set = set(val_indices(len(found), cfg.val_images))
-    clips = _decode_clips(found, cfg.patch_size)
-    for i, (path, clip) in enumerate(zip(found, clips)):
+
+    def check_length(i: int, path: Path, n: int) -> None:
         need = MIN_VAL_FRAMES if i in val_set else MIN_TRAIN_FRAMES
-        if clip.shape[0] < need:
+        if n < need:
             role = "a validation clip needs two consecutive centre frames for val_tc, " if i in val_set else ""
-            raise UserError(f"{path}: clip has {clip.shape[0]} frame(s), fewer than {need} ({role}centre frames "
+            raise UserError(f"{path}: clip has {n} frame(s), fewer than {need} ({role}centre frames "
                             f"are t=2..n-3 to leave room for the widest window, t-2..t+2)")
+
+    for i, path in enumerate(found):  # frame folders: before decoding anything
+        if path.is_dir():
+            check_length(i, path, len(frame_paths(path)))
+    clips = _decode_clips(found, cfg.patch_size)
+    for i, (path, clip) in enumerate(zip(found, clips)):  # video files: their length is known once decoded
+        check_length(i, path, clip.shape[0])
     return ([c for i, c in enumerate(clips) if i not in val_set],
             [c for i, c in enumerate(clips) if i in val_set])
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def wait_http(url: str, timeout: float = 120) -> None:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
+        except urllib.error.HTTPError:
+            return  # it answers (token auth refuses an anonymous request: that is up too)
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer in {timeout} s")
@@ -71,64 +74,66 @@ def cluster(tmp_path_factory):
         procs.append(p)
         return p
 
-    start([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-           "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-           "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", str(temp_dir), "--disable-usage-stats",
-           *node_ports()])
-    wait_http(f"http://127.0.0.1:{dashboard}/api/version", timeout=180)
-    start([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--address", f"127.0.0.1:{gcs}",
-           "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats",
-           *node_ports()])
-    start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-           "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--artifacts-destination",
-           str(tmp / "artifacts"), "--workers", "1"])
-    wait_http(f"http://127.0.0.1:{mlflow_port}/health")
-    # wait until both nodes have joined
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", "--address",
-                                 f"127.0.0.1:{gcs}"], env=env, capture_output=True, text=True, timeout=60)
-        if status.stdout.count(" node_") >= 2:
-            break
-        time.sleep(2)
-    else:
-        raise AssertionError("the second node did not join: " + status.stdout + status.stderr)
-    yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "mlflow": f"http://127.0.0.1:{mlflow_port}",
-           "tmp": tmp, "temp_dir": temp_dir}
-    for p in reversed(procs):  # `ray start --block` stops the daemons it started when it gets SIGTERM
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    for p in procs:
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+    try:
+        start([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+               "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+               "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", str(temp_dir), "--disable-usage-stats",
+               *node_ports()])
+        # the MLflow server starts while Ray does (each takes a while on a small machine)
+        start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+               "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--artifacts-destination",
+               str(tmp / "artifacts"), "--workers", "1"])
+        wait_http(f"http://127.0.0.1:{dashboard}/api/version", timeout=300)
+        start([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--address", f"127.0.0.1:{gcs}",
+               "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats",
+               *node_ports()])
+        wait_http(f"http://127.0.0.1:{mlflow_port}/health", timeout=300)
+        # wait until both nodes have joined
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", "--address",
+                                     f"127.0.0.1:{gcs}"], env=env, capture_output=True, text=True, timeout=60)
+            if status.stdout.count(" node_") >= 2:
+                break
+            time.sleep(2)
+        else:
+            raise AssertionError("the second node did not join: " + status.stdout + status.stderr)
+        yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "mlflow": f"http://127.0.0.1:{mlflow_port}",
+               "tmp": tmp, "temp_dir": temp_dir}
+    finally:
+        for p in reversed(procs):  # `ray start --block` stops the daemons it started when it gets SIGTERM
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 def submit(cluster, job_id: str, entrypoint: list[str]) -> str:
     """`ray job submit` the entrypoint with this repository as the working dir; wait for the end."""
-    from ray.job_submission import JobSubmissionClient
-
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", cluster["dashboard"],
            "--submission-id", job_id, "--working-dir", str(REPO),
            "--runtime-env-json", '{"excludes": [".git", "study_results", "mlflow.db", "mlruns"]}',
            "--no-wait", "--", *entrypoint]
     done = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", cluster["env"]["RAY_AUTH_TOKEN"]
-    try:
-        client = JobSubmissionClient(cluster["dashboard"])
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            status = str(client.get_job_status(job_id))
-            if status.endswith(("SUCCEEDED", "FAILED", "STOPPED")):
-                return status.rsplit(".", 1)[-1] + "\n" + client.get_job_logs(job_id)
-            time.sleep(2)
-    finally:
-        os.environ.pop("RAY_AUTH_MODE")
-        os.environ.pop("RAY_AUTH_TOKEN")
+    # poll with the CLI too: it reads the token from this environment (a client in this
+    # process would keep the auth mode Ray cached when it was first imported)
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts", "job"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        out = subprocess.run([*ray_cli, "status", "--address", cluster["dashboard"], job_id],
+                             env=cluster["env"], capture_output=True, text=True, timeout=120).stdout
+        for status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if f": {status}" in out or f"status: {status}" in out or out.rstrip().endswith(status):
+                logs = subprocess.run([*ray_cli, "logs", "--address", cluster["dashboard"], job_id],
+                                      env=cluster["env"], capture_output=True, text=True, timeout=120).stdout
+                return status + "\n" + logs
+        time.sleep(3)
     raise AssertionError(f"job {job_id} did not finish")
 
 
