@@ -129,7 +129,7 @@ def submit(cluster, job_id: str, entrypoint: list[str]) -> str:
         out = subprocess.run([*ray_cli, "status", "--address", cluster["dashboard"], job_id],
                              env=cluster["env"], capture_output=True, text=True, timeout=120).stdout
         for status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            if f": {status}" in out or f"status: {status}" in out or out.rstrip().endswith(status):
+            if f"Job '{job_id}' {status.lower()}" in out:  # "Job 'srstudy-smoke' succeeded"
                 logs = subprocess.run([*ray_cli, "logs", "--address", cluster["dashboard"], job_id],
                                       env=cluster["env"], capture_output=True, text=True, timeout=120).stdout
                 return status + "\n" + logs
