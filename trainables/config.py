@@ -100,7 +100,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Phase 1 pretrains G on pixel MSE; phase 2 alternates D and G steps."""
 
-    pretrain_epochs: int = 6
+    pretrain_epochs: int = 4
     gan_epochs: int = 2
     patches_per_epoch: int = 2560  # HR patches drawn per epoch (all workers together)
     batch_size: int = 16  # per worker
