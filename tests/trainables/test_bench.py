@@ -13,4 +13,5 @@ def test_bench_reports_positive_rates_for_both_loops():
     assert [r["mode"] for r in results] == ["gan", "pretrain"]
     for r in results:
         assert r["trainer"] > 0 and r["bare"] > 0 and math.isfinite(r["ratio"]) and r["ratio"] > 0
+        assert r["cpu_ratio"] > 0 and len(r["trainer_runs"]) == len(r["bare_runs"]) == 1
     assert "pretrain" in format_table(results)
