@@ -55,7 +55,30 @@ def _check_sizes(images: Sequence[np.ndarray], patch_size: int) -> None:
             raise ValueError(f"image {k} is {img.shape[1]}x{img.shape[0]}, smaller than patch {patch_size}")
 
 
-class TrainPatches(Dataset):
+class EpochDataset(Dataset):
+    """`length` items per epoch, each a pure function of (seed, epoch, index).
+
+    The epoch lives in a shared-memory scalar so persistent DataLoader workers see
+    `set_epoch` too; call it before iterating the epoch's DataLoader.
+    """
+
+    def __init__(self, length: int, seed: int):
+        self.length = length
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class TrainPatches(EpochDataset):
     """`length` HR patches per epoch, each a uint8 (3, P, P) tensor.
 
     Random crops are uniform over every distinct patch position in the whole image set,
@@ -75,25 +98,11 @@ class TrainPatches(Dataset):
         self.patch_size = patch_size
         self.crop = crop
         self.augment = augment
-        self.length = length
-        self.seed = seed % 2**63  # numpy seed sequences take non-negative integers only
+        super().__init__(length, seed % 2**63)  # numpy seed sequences take non-negative integers only
         p = patch_size
         self._cols = np.array([img.shape[1] - p + 1 for img in self.images], np.int64)
         positions = np.array([(img.shape[0] - p + 1) for img in self.images], np.int64) * self._cols
         self._ends = np.cumsum(positions)  # crop positions of images 0..k together
-        # a shared-memory scalar, so persistent DataLoader workers see set_epoch too
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Call before iterating the epoch's DataLoader (workers prefetch at `iter()`)."""
-        self._epoch.fill_(epoch)
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def __len__(self) -> int:
-        return self.length
 
     def locate(self, i: int) -> tuple[int, int, int, int]:
         """(image index, top, left, dihedral t) of item i in the current epoch."""

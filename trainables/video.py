@@ -45,10 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from trainables.config import DataConfig, TrialConfig
-from trainables.data import dihedral, val_patches
+from trainables.data import EpochDataset, dihedral, val_patches
 from trainables.errors import UserError
 from trainables.sources import IMAGE_EXTENSIONS, decode_image, load_images, val_indices
 
@@ -108,7 +107,7 @@ def _check_clips(clips: Sequence[np.ndarray], patch_size: int, min_frames: int) 
             raise ValueError(f"clip {k} is {clip.shape[2]}x{clip.shape[1]}, smaller than patch {patch_size}")
 
 
-class TrainWindows(Dataset):
+class TrainWindows(EpochDataset):
     """`length` windows per epoch, each uint8 (T*3, P, P): frames t-k..t+k of one crop of one clip.
 
     Item i of epoch e is a pure function of (seed, e, i), as `data.TrainPatches`. Random
@@ -132,24 +131,12 @@ class TrainWindows(Dataset):
         self.patch_size = patch_size
         self.crop = crop
         self.augment = augment
-        self.length = length
-        self.seed = seed % 2**63
+        super().__init__(length, seed % 2**63)  # numpy seed sequences take non-negative integers only
         p = patch_size
         self._centres = np.array([c.shape[0] - 2 * MARGIN for c in self.clips], np.int64)
         self._cols = np.array([c.shape[2] - p + 1 for c in self.clips], np.int64)
         self._places = np.array([c.shape[1] - p + 1 for c in self.clips], np.int64) * self._cols
         self._ends = np.cumsum(self._centres * self._places)  # (clip, centre, position) triples of clips 0..k
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by persistent workers
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.fill_(epoch)
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def __len__(self) -> int:
-        return self.length
 
     def locate(self, i: int) -> tuple[int, int, int, int, int, bool]:
         """(clip, centre frame t, top, left, dihedral transform, reversed) of item i this epoch."""
