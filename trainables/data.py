@@ -4,9 +4,10 @@ Images come from `trainables.sources.load_images` (re-exported here) as uint8
 (H, W, 3) RGB arrays; patches leave as uint8 (3, P, P) tensors. Turning them into
 [0, 1] / [-1, 1] floats and making LR from HR is `trainables.degrade`'s job.
 
-Training item i of epoch e is a pure function of (seed, e, i): no state is carried
-between items, so DataLoader workers, DistributedSampler shards and an exact resume
-all see the same patches.
+Training item i of epoch e is a pure function of (seed, e, i): each epoch's crop
+positions and transforms are drawn at once from a (seed, epoch) generator
+(`trainables.sampler`), so ranks, DataLoader workers and an exact resume all see the
+same patches; a batch is cut from the image bank with one gather (`BatchLoader`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from trainables.sampler import PixelBank, area_draw, epoch_generator, transforms
 from trainables.sources import load_images
 
-__all__ = ["TrainPatches", "load_images", "make_loader", "val_patches", "grid_offsets", "dihedral"]
+__all__ = ["BatchLoader", "EpochDataset", "TrainPatches", "load_images", "make_loader", "val_patches", "grid_offsets", "dihedral"]
 
 
 def dihedral(patch: np.ndarray, t: int) -> np.ndarray:
@@ -58,14 +60,17 @@ def _check_sizes(images: Sequence[np.ndarray], patch_size: int) -> None:
 class EpochDataset(Dataset):
     """`length` items per epoch, each a pure function of (seed, epoch, index).
 
-    The epoch lives in a shared-memory scalar so persistent DataLoader workers see
-    `set_epoch` too; call it before iterating the epoch's DataLoader.
+    Subclasses draw an epoch's whole plan at once (`draw`: a dict of (length, ...) int64
+    tensors from one (seed, epoch) generator) and cut any items of it with one gather
+    (`cut`). The epoch lives in a shared-memory scalar so persistent DataLoader workers
+    see `set_epoch` too; call it before iterating the epoch's loader.
     """
 
     def __init__(self, length: int, seed: int):
         self.length = length
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._plan: tuple[int, dict[str, torch.Tensor]] | None = None  # (epoch, plan)
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch.fill_(epoch)
@@ -76,6 +81,29 @@ class EpochDataset(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def plan(self) -> dict[str, torch.Tensor]:
+        """This epoch's draws, drawn once per epoch (in each process that asks)."""
+        epoch = self.epoch
+        if self._plan is None or self._plan[0] != epoch:
+            self._plan = (epoch, self.draw(epoch_generator(self.seed, epoch)))
+        return self._plan[1]
+
+    def draw(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def cut(self, items: torch.Tensor) -> torch.Tensor:
+        """Items (B,) of this epoch as one uint8 batch (B, C, P, P)."""
+        raise NotImplementedError
+
+    def place(self, device: torch.device, cap_mb: float) -> None:
+        """Cut batches on/for `device` (see `sampler.PixelBank.place`)."""
+        self.bank.place(device, cap_mb)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if not 0 <= i < self.length:
+            raise IndexError(f"item {i} of {self.length}")
+        return self.cut(torch.tensor([i]))[0].cpu()
 
 
 class TrainPatches(EpochDataset):
@@ -94,39 +122,35 @@ class TrainPatches(EpochDataset):
         _check_sizes(images, patch_size)
         if crop not in ("random", "center"):
             raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
-        self.images = list(images)
+        self.bank = PixelBank(images)
+        self.images = self.bank.arrays  # views of the bank's host buffer
         self.patch_size = patch_size
         self.crop = crop
         self.augment = augment
-        super().__init__(length, seed % 2**63)  # numpy seed sequences take non-negative integers only
+        super().__init__(length, seed % 2**63)
         p = patch_size
-        self._cols = np.array([img.shape[1] - p + 1 for img in self.images], np.int64)
-        positions = np.array([(img.shape[0] - p + 1) for img in self.images], np.int64) * self._cols
-        self._ends = np.cumsum(positions)  # crop positions of images 0..k together
+        self._cols = torch.tensor([img.shape[1] - p + 1 for img in self.images], dtype=torch.int64)
+        self._rows = torch.tensor([img.shape[0] - p + 1 for img in self.images], dtype=torch.int64)
+
+    def draw(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        n, p = self.length, self.patch_size
+        if self.crop == "random":
+            k, offset = area_draw(self._rows * self._cols, n, gen)  # uniform over every crop position
+            top, left = offset // self._cols[k], offset % self._cols[k]
+        else:
+            k, _ = area_draw(torch.ones(len(self.images), dtype=torch.int64), n, gen)
+            top, left = (self._rows[k] - 1) // 2, (self._cols[k] - 1) // 2  # (H - P) // 2, (W - P) // 2
+        return {"k": k, "top": top, "left": left, "t": transforms(n, self.augment, gen)}
 
     def locate(self, i: int) -> tuple[int, int, int, int]:
         """(image index, top, left, dihedral t) of item i in the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        p = self.patch_size
-        if self.crop == "random":
-            pos = int(rng.integers(self._ends[-1]))
-            k = int(np.searchsorted(self._ends, pos, side="right"))
-            offset = pos - (int(self._ends[k - 1]) if k else 0)
-            top, left = divmod(offset, int(self._cols[k]))
-        else:
-            k = int(rng.integers(len(self.images)))
-            h, w = self.images[k].shape[:2]
-            top, left = (h - p) // 2, (w - p) // 2
-        t = int(rng.integers(8)) if self.augment else 0
-        return k, top, left, t
+        plan = self.plan()
+        return tuple(int(plan[key][i]) for key in ("k", "top", "left", "t"))
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if not 0 <= i < self.length:
-            raise IndexError(f"item {i} of {self.length}")
-        k, top, left, t = self.locate(i)
-        p = self.patch_size
-        patch = dihedral(self.images[k][top:top + p, left:left + p], t)  # (P, P, 3) view
-        return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))  # (3, P, P) uint8
+    def cut(self, items: torch.Tensor) -> torch.Tensor:
+        plan = self.plan()
+        k, top, left, t = (plan[key][items] for key in ("k", "top", "left", "t"))
+        return self.bank.cut(k, torch.zeros_like(k)[:, None], top, left, t, self.patch_size)  # (B, 3, P, P)
 
 
 def val_patches(images: Sequence[np.ndarray], patch_size: int, per_image: int = 1) -> torch.Tensor:
@@ -150,14 +174,49 @@ def val_patches(images: Sequence[np.ndarray], patch_size: int, per_image: int = 
     return torch.from_numpy(np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2)))
 
 
-def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, rank: int = 0,
-                world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Batches of (B, 3, P, P) uint8 patches; incomplete batches are dropped.
+class BatchLoader:
+    """Batches (B, C, P, P) uint8 of an `EpochDataset`, cut with one gather each, on the bank's device.
 
-    Items are already random, so the sampler never shuffles: with world_size > 1 each
-    rank takes every world_size-th item (DistributedSampler, shuffle off). Call
-    `dataset.set_epoch(e)` before iterating each epoch.
+    Rank r of world_size takes items r, r + world_size, ... of the epoch (as a
+    DistributedSampler without shuffling and with drop_last), and incomplete batches are
+    dropped. Call `dataset.set_epoch(e)` before iterating each epoch. With a host bank and
+    a CUDA device, the next batch is cut and its copy started before this one is used.
     """
+
+    sampler = None  # ranks shard in `__iter__`; nothing for the trainer to set_epoch
+
+    def __init__(self, dataset: EpochDataset, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.dataset, self.batch_size, self.rank, self.world_size = dataset, batch_size, rank, world_size
+        per_rank = dataset.length // world_size
+        self._items = torch.arange(rank, per_rank * world_size, world_size)  # (per_rank,)
+
+    def __len__(self) -> int:
+        return len(self._items) // self.batch_size
+
+    def __iter__(self):
+        b = self.batch_size
+        batches = (self._items[j * b:(j + 1) * b] for j in range(len(self)))
+        ahead = None
+        for items in batches:
+            batch = self.dataset.cut(items)
+            if ahead is not None:
+                yield ahead
+            ahead = batch
+        if ahead is not None:
+            yield ahead
+
+
+def make_loader(dataset: EpochDataset, batch_size: int, num_workers: int = 0, rank: int = 0,
+                world_size: int = 1, seed: int = 0, pin_memory: bool = False):
+    """Batches of (B, C, P, P) uint8 patches; incomplete batches are dropped.
+
+    num_workers = 0: a `BatchLoader` (one gather per batch, no per-item Python). More:
+    a DataLoader whose worker processes cut the same items one at a time (the same
+    batches; for datasets whose bank must stay on the host). Items are already random,
+    so neither shuffles: with world_size > 1 each rank takes every world_size-th item.
+    """
+    if num_workers == 0:
+        return BatchLoader(dataset, batch_size, rank, world_size)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,

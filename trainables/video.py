@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.config import DataConfig, TrialConfig
-from trainables.data import EpochDataset, dihedral, val_patches
+from trainables.data import EpochDataset, val_patches
+from trainables.sampler import PixelBank, area_draw, transforms, uniform_below
 from trainables.errors import UserError
 from trainables.sources import IMAGE_EXTENSIONS, decode_image, load_images, val_indices
 
@@ -126,48 +127,49 @@ class TrainWindows(EpochDataset):
             raise ValueError(f"frames: got {frames}, expected 1, 3 or 5")
         if crop not in ("random", "center"):
             raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
-        self.clips = list(clips)
+        self.bank = PixelBank(clips)
+        self.clips = self.bank.arrays  # views of the bank's host buffer
         self.frames = frames
         self.patch_size = patch_size
         self.crop = crop
         self.augment = augment
-        super().__init__(length, seed % 2**63)  # numpy seed sequences take non-negative integers only
+        super().__init__(length, seed % 2**63)
         p = patch_size
-        self._centres = np.array([c.shape[0] - 2 * MARGIN for c in self.clips], np.int64)
-        self._cols = np.array([c.shape[2] - p + 1 for c in self.clips], np.int64)
-        self._places = np.array([c.shape[1] - p + 1 for c in self.clips], np.int64) * self._cols
-        self._ends = np.cumsum(self._centres * self._places)  # (clip, centre, position) triples of clips 0..k
+        self._centres = torch.tensor([c.shape[0] - 2 * MARGIN for c in self.clips], dtype=torch.int64)
+        self._cols = torch.tensor([c.shape[2] - p + 1 for c in self.clips], dtype=torch.int64)
+        self._places = torch.tensor([c.shape[1] - p + 1 for c in self.clips], dtype=torch.int64) * self._cols
+
+    def draw(self, gen: torch.Generator) -> dict[str, Tensor]:
+        n, p = self.length, self.patch_size
+        if self.crop == "random":  # uniform over every (clip, centre frame, position)
+            k, offset = area_draw(self._centres * self._places, n, gen)
+            step, place = offset // self._places[k], offset % self._places[k]
+            top, left = place // self._cols[k], place % self._cols[k]
+        else:  # a clip uniformly, then one of its centre frames uniformly
+            k, _ = area_draw(torch.ones(len(self.clips), dtype=torch.int64), n, gen)
+            step = uniform_below(self._centres[k], gen)
+            rows = self._places[k] // self._cols[k]
+            top, left = (rows - 1) // 2, (self._cols[k] - 1) // 2  # (H - P) // 2, (W - P) // 2
+        t = transforms(n, self.augment, gen)
+        backwards = transforms(n, self.augment, gen, choices=2)
+        return {"k": k, "centre": MARGIN + step, "top": top, "left": left, "t": t, "backwards": backwards}
 
     def locate(self, i: int) -> tuple[int, int, int, int, int, bool]:
         """(clip, centre frame t, top, left, dihedral transform, reversed) of item i this epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        p = self.patch_size
-        if self.crop == "random":
-            pos = int(rng.integers(self._ends[-1]))
-            k = int(np.searchsorted(self._ends, pos, side="right"))
-            offset = pos - (int(self._ends[k - 1]) if k else 0)
-            step, place = divmod(offset, int(self._places[k]))
-            top, left = divmod(place, int(self._cols[k]))
-        else:
-            k = int(rng.integers(len(self.clips)))
-            step = int(rng.integers(self._centres[k]))
-            _, h, w, _ = self.clips[k].shape
-            top, left = (h - p) // 2, (w - p) // 2
-        t = int(rng.integers(8)) if self.augment else 0
-        backwards = bool(rng.integers(2)) if self.augment else False
-        return k, MARGIN + step, top, left, t, backwards
+        plan = self.plan()
+        k, centre, top, left, t, backwards = (int(plan[key][i]) for key in
+                                              ("k", "centre", "top", "left", "t", "backwards"))
+        return k, centre, top, left, t, bool(backwards)
 
-    def __getitem__(self, i: int) -> Tensor:
-        if not 0 <= i < self.length:
-            raise IndexError(f"item {i} of {self.length}")
-        k, centre, top, left, t, backwards = self.locate(i)
-        p, half = self.patch_size, self.frames // 2
-        window = self.clips[k][centre - half : centre + half + 1, top : top + p, left : left + p]  # (T, P, P, 3)
-        if backwards:
-            window = window[::-1]
-        window = dihedral(window.transpose(1, 2, 0, 3), t)  # (P, P, T, 3): one transform for every frame
-        out = np.ascontiguousarray(window.transpose(2, 3, 0, 1))  # (T, 3, P, P)
-        return torch.from_numpy(out).reshape(3 * self.frames, p, p)  # (T*3, P, P) uint8
+    def cut(self, items: Tensor) -> Tensor:
+        plan = self.plan()
+        k, centre, top, left, t, backwards = (plan[key][items] for key in
+                                              ("k", "centre", "top", "left", "t", "backwards"))
+        half = self.frames // 2
+        # (B, T) frames t-k..t+k, or t+k..t-k when played backwards; one transform for every frame
+        slots = torch.arange(-half, half + 1)
+        frames = centre[:, None] + (1 - 2 * backwards)[:, None] * slots
+        return self.bank.cut(k, frames, top, left, t, self.patch_size)  # (B, T*3, P, P)
 
 
 def val_windows(clips: Sequence[np.ndarray], frames: int, patch_size: int, per_clip: int,

@@ -148,3 +148,71 @@ def test_persistent_workers_follow_set_epoch():
         ref.set_epoch(epoch)
         got = torch.cat(list(loader))
         assert torch.equal(got, torch.stack([ref[i] for i in range(32)]))
+
+
+# ----------------------------------------------------------------------------- the vectorised sampler
+
+
+def per_item_locate(images, p, seed, epoch, i):
+    """The per-item sampler the batch plan replaced: a numpy generator per (seed, epoch, item)."""
+    rng = np.random.default_rng([seed, epoch, i])
+    cols = np.array([img.shape[1] - p + 1 for img in images])
+    ends = np.cumsum([(img.shape[0] - p + 1) * c for img, c in zip(images, cols)])
+    pos = int(rng.integers(ends[-1]))
+    k = int(np.searchsorted(ends, pos, side="right"))
+    top, left = divmod(pos - (int(ends[k - 1]) if k else 0), int(cols[k]))
+    return k, top, left, int(rng.integers(8))
+
+
+def test_batch_plan_has_the_per_item_samplers_distribution():
+    from scipy.stats import chi2_contingency, chisquare
+
+    # 3*4 + 5*2 = 22 crop positions x 8 transforms = 176 equally likely cells
+    images = [coded_image(6, 7, 0), coded_image(8, 5, 1)]
+    p, n = 4, 17600
+    cells = {(k, top, left, t): j for j, (k, top, left, t) in enumerate(
+        (k, top, left, t) for k, img in enumerate(images) for top in range(img.shape[0] - p + 1)
+        for left in range(img.shape[1] - p + 1) for t in range(8))}
+    ds = TrainPatches(images, p, "random", augment=True, length=n, seed=11)
+    plan = ds.plan()
+    batch = np.bincount([cells[key] for key in zip(*(plan[c].tolist() for c in ("k", "top", "left", "t")))],
+                        minlength=len(cells))
+    item = np.bincount([cells[per_item_locate(images, p, 11, 0, i)] for i in range(n)], minlength=len(cells))
+    assert batch.sum() == item.sum() == n and (batch > 0).all()
+    assert chisquare(batch).pvalue > 0.01  # uniform over (position, transform), as the per-item sampler
+    assert chisquare(item).pvalue > 0.01
+    assert chi2_contingency(np.stack([batch, item])).pvalue > 0.01  # the two samplers agree
+    # images weighted by their crop positions: 12 / 22 and 10 / 22
+    assert (plan["k"] == 0).float().mean().item() == pytest.approx(12 / 22, abs=0.01)
+
+
+def test_batch_plan_is_a_pure_function_of_seed_and_epoch_and_leaves_the_global_rng_alone():
+    images = [coded_image(40, 50, 0), coded_image(60, 45, 1)]
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    ds = TrainPatches(images, 16, length=64, seed=3)
+    ds.set_epoch(2)
+    first = {k: v.clone() for k, v in ds.plan().items()}
+    assert torch.equal(torch.rand(1), before)  # drawing the plan took nothing from torch's global generator
+    again = TrainPatches(images, 16, length=64, seed=3)
+    again.set_epoch(2)
+    assert all(torch.equal(first[k], again.plan()[k]) for k in first)
+    again.set_epoch(3)
+    assert not torch.equal(first["top"], again.plan()["top"])
+
+
+def test_batch_loader_cuts_whole_batches_on_a_host_bank():
+    images = [coded_image(40, 50, 0), coded_image(60, 45, 1)]
+    ds = TrainPatches(images, 16, length=48, seed=1)
+    ds.place(torch.device("cpu"), cap_mb=0)  # CPU training: the bank stays where it is
+    assert ds.bank.buffer.device.type == "cpu"
+    loader = make_loader(ds, 16)
+    assert len(loader) == 3 and loader.sampler is None
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        got = torch.cat(list(loader))
+        assert torch.equal(got, torch.stack([ds[i] for i in range(48)]))
+        for i in range(48):  # the gather is the exact crop and transform
+            k, top, left, t = ds.locate(i)
+            assert np.array_equal(hwc(got[i]), dihedral(images[k][top:top + 16, left:left + 16], t))
