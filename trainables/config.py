@@ -23,10 +23,13 @@ import yaml
 
 from trainables.errors import UserError
 
-DataSource = Literal["builtin", "folder", "stl10", "celeba", "imagenet64", "video_builtin", "video_folder"]
+DataSource = Literal["builtin", "folder", "stl10", "celeba", "imagenet64", "div2k", "video_builtin", "video_folder"]
+DOWNLOAD_SOURCES = ("stl10", "div2k")  # sources whose archives data.download can fetch
 VIDEO_SOURCES = ("video_builtin", "video_folder")  # clips of ordered frames (trainables.video)
 Upsampler = Literal["pixel_shuffle", "resize_conv"]
 LossFamily = Literal["bce", "lsgan", "wgan_gp"]
+DNorm = Literal["batch", "layer", "none"]
+DEFAULT_BENCHMARKS = ["Set5", "Set14", "BSD100", "Urban100"]
 
 
 class ConfigError(UserError):
@@ -46,8 +49,15 @@ class DataConfig:
     val_images: int = 16  # validation images held out (deterministic, by image, not patch); clips for video
     val_patches_per_image: int = 8  # crops on a fixed grid over each validation image
     grid_images: int = 4  # validation patches shown in the per-epoch sample grid
-    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
-    download: bool = False  # stl10 only: fetch the archive if `path` lacks it
+    grid_spectra: bool = False  # add rows of log-amplitude spectra (SR, HR) to the grid (trainables.fourier)
+    num_workers: int = 0  # DataLoader worker processes (0: one gather per batch in the training process)
+    # training images/clips live on the training device when they take at most this many MiB
+    # (0: always host memory, pinned, with asynchronous copies); CPU training ignores it
+    device_cache_mb: float = 4096.0
+    download: bool = False  # stl10, div2k: fetch the archive (checksum-checked) if `path` lacks it
+    # div2k: keep decoded images as .npy files (data.path/.srstudy-cache/, keyed by file, size and
+    # mtime) so the next trial maps them instead of decoding every PNG again
+    cache_decoded: bool = True
     stl10_split: Literal["train", "test", "unlabeled", "train+unlabeled"] = "unlabeled"
     # video: G sees frames t-k..t+k (1, 3 or 5) and super-resolves the centre frame t; > 1 needs a
     # video source, and a video source with 1 is the single-frame baseline on the same frames
@@ -70,17 +80,35 @@ class ModelConfig:
     temporal_input: Literal["frames", "diffs"] = "frames"
     d_channels: int = 16  # first conv width; doubles every two blocks; paper: 64
     d_dense: int = 256  # hidden units of the dense head; paper: 1024
+    # discriminator normalisation after each strided conv: "batch" (SRGAN), "layer" (GroupNorm with one
+    # group: per sample over C, H, W) or "none". wgan_gp refuses "batch": its gradient penalty is per
+    # sample, and BatchNorm couples the samples of a batch (validate())
+    d_norm: DNorm = "batch"
+    # what D sees (trainables.fourier): the image, the Hann-windowed spectrum (log amplitude, cos/sin
+    # of the phase), or both branches averaged into one score
+    d_domain: Literal["spatial", "fourier", "dual"] = "spatial"
+    # what G works on: the image, or (the paper's preliminary experiment) the FFT's real part (lossy:
+    # gives the image's even part), or its fixes: log amplitude + phase, real + imaginary channels
+    g_domain: Literal["spatial", "fft_real", "fft_logamp", "fft_complex"] = "spatial"
 
 
 @dataclass
 class LossConfig:
-    """Generator loss = pixel_weight * MSE + vgg_weight * VGG54 + beta * adversarial."""
+    """Generator loss = pixel_weight * pixel (loss.pixel) + vgg_weight * VGG54 + beta * adversarial."""
 
     family: LossFamily = "lsgan"
     beta: float = 1e-3  # adversarial weight: 1e-3 in SRGAN, 1e-2 best in the paper
     pixel_weight: float = 1.0
     vgg_weight: float = 0.0  # > 0 needs torchvision's VGG-19 ImageNet weights locally
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (wgan_gp only)
+    # the pixel term of pretraining and of the GAN phase's content loss: mean squared error, mean
+    # absolute error (EDSR and most later SR work), or Charbonnier sqrt(d^2 + eps^2), a smooth L1
+    pixel: Literal["mse", "l1", "charbonnier"] = "mse"
+    charbonnier_eps: float = 1e-3  # in the [-1, 1] units of HR and SR
+    # frequency-space content loss (trainables.fourier.fourier_loss), added to G's loss in pretraining
+    # and in the GAN phase: L1 of windowed-FFT amplitudes and/or 1 - cos of the phase difference
+    fourier_weight: float = 0.0
+    fourier_terms: Literal["amplitude", "phase", "both"] = "both"
 
 
 @dataclass
@@ -90,10 +118,23 @@ class OptimConfig:
     lr_g: float = 1e-4
     lr_d: float = 1e-4
     lr_pretrain: float = 1e-3  # G's rate during MSE pretraining
+    beta1_pretrain: float = 0.9  # Adam betas of G's MSE pretraining
+    beta2_pretrain: float = 0.999
     beta1_g: float = 0.9  # paper: 0.5 for bce, 0.9 for lsgan
     beta1_d: float = 0.9
     beta2: float = 0.999
     grad_clip: float | None = None  # max grad norm for G and D; None disables
+    # Learning-rate schedule, run by each phase over its own epochs (pretraining scales lr_pretrain,
+    # the GAN phase lr_g and lr_d alike). The rate of epoch e is a formula of e alone
+    # (trainables/schedules.py), so a resumed run continues the schedule exactly.
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    warmup_epochs: int = 0  # every schedule: epoch e < warmup_epochs runs at base * (e + 1) / (warmup_epochs + 1)
+    step_epochs: int = 10  # step: multiply the rate by gamma every step_epochs epochs of the phase
+    gamma: float = 0.5  # step: the factor
+    min_lr_ratio: float = 0.0  # cosine: the floor the rate decays towards, as a fraction of the base rate
+    # exponential moving average of G's weights after every G step (0 = off); when on, the average
+    # is what validation, grids, best-epoch choice and the checkpoint's `generator` use
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -113,10 +154,25 @@ class RuntimeConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (GPUs)
+    # torch.compile G and D: "none" (eager), or a torch.compile mode; "reduce-overhead" captures
+    # CUDA graphs. The first steps of a run pay the compile time (tens of seconds).
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     channels_last: bool = False
     threads: int | None = None  # torch intra-op threads; None keeps torch's choice
     # testing aid: make the losses NaN from this global G step on (checks divergence handling)
     debug_nan_step: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    """Test-set scoring of the selected generator (the best validation epoch) at the end of a trial."""
+
+    # benchmark folders by the SR protocol: names under $SR_BENCHMARKS (each used where its folder
+    # exists) or absolute paths to any folder of images; [] scores nothing
+    benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
+    # HR pixels scored per set; a larger set is scored on an evenly spaced subset of its images (name
+    # order), recorded as test_<set>_images of test_<set>_images_total. null scores every image
+    max_pixels: int | None = 4_000_000
 
 
 @dataclass
@@ -131,6 +187,7 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +216,8 @@ def describe_type(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {describe_type(typing.get_args(tp)[0])}"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe_type(a) for a in typing.get_args(tp))
     if tp is type(None):
@@ -180,6 +239,11 @@ def coerce_value(value: Any, tp: Any, where: str, error: type[UserError] | None 
             except error:
                 continue
         raise error(f"{where}: got {value!r}, expected {describe_type(tp)}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return [coerce_value(v, item, f"{where}[{i}]", error) for i, v in enumerate(value)]
+        raise error(f"{where}: got {value!r}, expected a list of {describe_type(item)}")
     if origin is Literal:
         allowed = typing.get_args(tp)
         # an int-valued float such as 2.0 from a sampler still means scale 2
@@ -252,12 +316,14 @@ def validate(cfg: TrialConfig) -> TrialConfig:
            f"got {d.val_patches_per_image}, expected >= 1")
     _check(d.grid_images >= 1, "data.grid_images", f"got {d.grid_images}, expected >= 1")
     _check(d.num_workers >= 0, "data.num_workers", f"got {d.num_workers}, expected >= 0")
+    _check(d.device_cache_mb >= 0, "data.device_cache_mb", f"got {d.device_cache_mb:g}, expected >= 0 (MiB)")
     _check(d.frames in (1, 3, 5), "data.frames", f"got {d.frames}, expected 1, 3 or 5 (frames t-k..t+k)")
     _check(d.frames == 1 or d.source in VIDEO_SOURCES, "data.frames",
            f"got {d.frames} with data.source {d.source!r}; a window of frames needs a video source "
            f"({' or '.join(VIDEO_SOURCES)})")
     _check(d.val_frames >= 2, "data.val_frames", f"got {d.val_frames}, expected >= 2 (val_tc compares neighbours)")
-    _check(not d.download or d.source == "stl10", "data.download", "only the stl10 source can download")
+    _check(not d.download or d.source in DOWNLOAD_SOURCES, "data.download",
+           f"source {d.source!r} cannot download; only {' and '.join(DOWNLOAD_SOURCES)} can")
     for name in ("g_channels", "g_blocks", "d_channels", "d_dense"):
         v = getattr(m, name)
         _check(v >= (0 if name == "g_blocks" else 1), f"model.{name}", f"got {v}, expected a positive size")
@@ -267,13 +333,25 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check(l.pixel_weight + l.vgg_weight > 0, "loss.pixel_weight",
            "pixel_weight and vgg_weight are both 0: the generator needs a content loss")
     _check(l.gp_weight >= 0, "loss.gp_weight", f"got {l.gp_weight}, expected >= 0")
+    _check(l.fourier_weight >= 0, "loss.fourier_weight", f"got {l.fourier_weight}, expected >= 0")
+    _check(m.g_domain == "spatial" or d.frames == 1, "model.g_domain",
+           f"got {m.g_domain!r} with data.frames {d.frames}; the Fourier-domain generators are single-image only")
     for name in ("lr_g", "lr_d", "lr_pretrain"):
         v = getattr(o, name)
         _check(0 < v < 1, f"optim.{name}", f"got {v}, expected a learning rate in (0, 1)")
-    for name in ("beta1_g", "beta1_d", "beta2"):
+    _check(not (l.family == "wgan_gp" and m.d_norm == "batch"), "model.d_norm",
+           "batch with loss.family wgan_gp: the gradient penalty is per sample and BatchNorm couples a batch's "
+           "samples; use model.d_norm layer or none")
+    for name in ("beta1_g", "beta1_d", "beta2", "beta1_pretrain", "beta2_pretrain"):
         v = getattr(o, name)
         _check(0 <= v < 1, f"optim.{name}", f"got {v}, expected an Adam beta in [0, 1)")
     _check(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", f"got {o.grad_clip}, expected > 0 or null")
+    _check(o.warmup_epochs >= 0, "optim.warmup_epochs", f"got {o.warmup_epochs}, expected >= 0")
+    _check(o.step_epochs >= 1, "optim.step_epochs", f"got {o.step_epochs}, expected >= 1")
+    _check(0 < o.gamma <= 1, "optim.gamma", f"got {o.gamma}, expected a factor in (0, 1]")
+    _check(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", f"got {o.min_lr_ratio}, expected in [0, 1]")
+    _check(0 <= o.ema_decay < 1, "optim.ema_decay", f"got {o.ema_decay}, expected in [0, 1) (0 = off)")
+    _check(l.charbonnier_eps > 0, "loss.charbonnier_eps", f"got {l.charbonnier_eps}, expected > 0")
     _check(s.pretrain_epochs >= 0, "schedule.pretrain_epochs", f"got {s.pretrain_epochs}, expected >= 0")
     _check(s.gan_epochs >= 0, "schedule.gan_epochs", f"got {s.gan_epochs}, expected >= 0")
     _check(s.pretrain_epochs + s.gan_epochs >= 1, "schedule.gan_epochs",
@@ -284,6 +362,10 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check(s.d_steps_per_g >= 1, "schedule.d_steps_per_g", f"got {s.d_steps_per_g}, expected >= 1")
     _check(r.debug_nan_step is None or r.debug_nan_step >= 1, "runtime.debug_nan_step",
            f"got {r.debug_nan_step}, expected >= 1 or null")
+    _check(cfg.eval.max_pixels is None or cfg.eval.max_pixels >= 1, "eval.max_pixels",
+           f"got {cfg.eval.max_pixels}, expected a positive pixel count or null")
+    _check(all(b.strip() for b in cfg.eval.benchmarks), "eval.benchmarks",
+           "an empty name; expected set names (Set5) or folder paths")
     _check(r.threads is None or r.threads >= 1, "runtime.threads", f"got {r.threads}, expected >= 1 or null")
     _check(not (r.channels_last and d.frames > 1), "runtime.channels_last",
            "not supported with data.frames > 1 (the temporal front end's 3D convolutions have 5-D weights)")

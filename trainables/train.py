@@ -25,15 +25,18 @@ from trainables.data import TrainPatches, load_images, make_loader, val_patches
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
 from trainables.distributed import DistInfo, any_true, broadcast, dist_info, pick_device, sum_across
 from trainables.grids import save_grid
-from trainables.losses import ADVERSARIAL, gradient_penalty, load_vgg54, pixel_mse
+from trainables.ema import GeneratorEMA
+from trainables.fourier import content_loss as fourier_content_loss
+from trainables.losses import ADVERSARIAL, gradient_penalty, load_vgg54, pixel_loss
 from trainables.models import build_discriminator, build_generator
+from trainables.schedules import epoch_rates, set_rates
 from trainables.validation import Validator
 from trainables.video import centre_frame, video_data
 
 Report = Callable[[dict[str, Any], "str | None"], None]
 
 # Running sums kept on the device during an epoch (one .item() sync per epoch, not per step).
-LOSS_KEYS = ("loss_pixel", "loss_vgg", "loss_adv", "loss_g", "loss_d", "loss_gp", "d_real", "d_fake")
+LOSS_KEYS = ("loss_pixel", "loss_vgg", "loss_adv", "loss_g", "loss_d", "loss_gp", "d_real", "d_fake", "loss_fourier")
 DIVERGENCE_CHECK_EVERY = 20  # steps between finiteness checks (each costs a device sync)
 
 
@@ -69,9 +72,10 @@ class Trainer:
         for m in (self.generator, self.discriminator):
             m.to(memory_format=self.memory_format)
         o = cfg.optim
-        self.opt_pre = torch.optim.Adam(self.generator.parameters(), lr=o.lr_pretrain, betas=(0.9, o.beta2))
+        self.opt_pre = torch.optim.Adam(self.generator.parameters(), lr=o.lr_pretrain, betas=(o.beta1_pretrain, o.beta2_pretrain))
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
+        self.ema = GeneratorEMA(self.generator, o.ema_decay) if o.ema_decay > 0 else None
         if info.distributed:
             ids = [device.index] if device.type == "cuda" else None
             self.generator = DDP(self.generator, device_ids=ids)
@@ -81,6 +85,11 @@ class Trainer:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
         # (len(LOSS_KEYS),) 1 where pretraining's one loss is summed: loss_pixel and loss_g
         self.pretrain_slots = torch.tensor([float(k in ("loss_pixel", "loss_g")) for k in LOSS_KEYS], device=device)
+        # frequency-space content loss (trainables.fourier; 0 when off); pretraining sums it into
+        # loss_fourier and, weighted, into loss_g
+        self.fourier = fourier_content_loss(cfg.loss.fourier_weight, cfg.loss.fourier_terms)
+        self.fourier_slots = torch.tensor([{"loss_fourier": 1.0, "loss_g": cfg.loss.fourier_weight}.get(k, 0.0)
+                                           for k in LOSS_KEYS], device=device)
         self.epoch = 0  # epochs completed
         self.g_steps = 0
         self.d_steps = 0
@@ -90,8 +99,11 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
+        ema = {} if self.ema is None else {  # `generator` is the model the run delivers: the average
+            "generator_live": unwrap(self.generator).state_dict(), "ema_updates": self.ema.updates}
         return {
-            "generator": unwrap(self.generator).state_dict(),
+            "generator": self.eval_generator().state_dict(),
+            **ema,
             "discriminator": unwrap(self.discriminator).state_dict(),
             "opt_pre": self.opt_pre.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -105,7 +117,9 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        unwrap(self.generator).load_state_dict(state["generator"])
+        unwrap(self.generator).load_state_dict(state.get("generator_live", state["generator"]))
+        if self.ema is not None:
+            self.ema.load_state_dict(state["generator"], state.get("ema_updates", 0))
         unwrap(self.discriminator).load_state_dict(state["discriminator"])
         self.opt_pre.load_state_dict(state["opt_pre"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -113,6 +127,16 @@ class Trainer:
         for key in ("epoch", "g_steps", "d_steps", "best_psnr", "best_epoch"):
             setattr(self, key, state[key])
         checkpoint.set_rng_state(state["rng"])
+
+    def eval_generator(self) -> nn.Module:
+        """The generator that validation, grids, test scores and checkpoints use: the EMA when on."""
+        return self.ema.model if self.ema is not None else unwrap(self.generator)
+
+    def start_epoch(self) -> dict[str, float]:
+        """Set the schedule's rates for the coming epoch (trainables.schedules); returns them as metrics."""
+        rates = epoch_rates(self.cfg, self.epoch)
+        set_rates(rates, {"lr_pretrain_now": self.opt_pre, "lr_g_now": self.opt_g, "lr_d_now": self.opt_d})
+        return rates
 
     def phase(self, epoch: int) -> str:
         return "pretrain" if epoch < self.cfg.schedule.pretrain_epochs else "gan"
@@ -122,14 +146,18 @@ class Trainer:
     def pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
         with self.autocast:
             sr = self.generator(lr)  # (B, 3, H, W) in [-1, 1]
-            loss = pixel_mse(sr.float(), hr)
+            loss = pixel_loss(sr.float(), hr, self.cfg.loss)
+            loss_fourier = self.fourier(sr.float(), hr)
         self.opt_pre.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + self.cfg.loss.fourier_weight * loss_fourier).backward()
         self._clip(self.generator)
         self.opt_pre.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.generator))
         self.g_steps += 1
         # one fused op adds the loss to the loss_pixel and loss_g slots (indexed adds cost ~3 ops each)
         sums.addcmul_(self.pretrain_slots, loss.detach())
+        sums.addcmul_(self.fourier_slots, loss_fourier.detach())
 
     def gan_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
         cfg, adv, D = self.cfg, self.adversarial, self.discriminator
@@ -156,18 +184,22 @@ class Trainer:
         with self.autocast:
             with frozen(D):
                 loss_adv = adv.g_loss(D(sr).float())
-            loss_pixel = pixel_mse(sr.float(), hr)
+            loss_pixel = pixel_loss(sr.float(), hr, cfg.loss)
             loss_vgg = self.vgg(sr, hr).float() if self.vgg is not None else torch.zeros((), device=self.device)
+            loss_fourier = self.fourier(sr.float(), hr)
         loss_g = cfg.loss.pixel_weight * loss_pixel + cfg.loss.vgg_weight * loss_vgg + cfg.loss.beta * loss_adv
+        loss_g = loss_g + cfg.loss.fourier_weight * loss_fourier
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._clip(self.generator)
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.generator))
         self.g_steps += 1
         with torch.no_grad():  # one stacked add per step, not eight indexed ones; D's stats are its last step's
             values = {"loss_pixel": loss_pixel, "loss_vgg": loss_vgg, "loss_adv": loss_adv, "loss_g": loss_g,
                       "loss_d": loss_d, "loss_gp": gp, "d_real": adv.score(real_score).mean(),
-                      "d_fake": adv.score(fake_score).mean()}
+                      "d_fake": adv.score(fake_score).mean(), "loss_fourier": loss_fourier}
             sums += torch.stack([values[k] for k in LOSS_KEYS])
 
     def _clip(self, model: nn.Module) -> None:
@@ -247,9 +279,13 @@ def train(
         train_images, val_images = load_images(cfg.data)
         dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
                                length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+        del train_images  # the dataset's bank holds the pixels now
         val_hr, tc_pairs = val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image), None
+    if cfg.data.num_workers == 0:  # batches are cut on (or copied to) the training device
+        dataset.place(device, cfg.data.device_cache_mb)
     loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, info.rank, info.world_size, cfg.seed)
-    validator = Validator(val_hr, cfg.scale, cfg.data.grid_images, device, tc_pairs) if info.is_main else None
+    validator = (Validator(val_hr, cfg.scale, cfg.data.grid_images, device, tc_pairs, cfg.data.grid_spectra)
+                 if info.is_main else None)
 
     trainer = Trainer(cfg, info, device)
     if resume_from is not None:
@@ -267,16 +303,17 @@ def train(
         return metrics
     while trainer.epoch < total:
         phase = trainer.phase(trainer.epoch)
+        rates = trainer.start_epoch()
         train_metrics, diverged = trainer.run_epoch(loader, dataset, progress if info.is_main else None)
         trainer.epoch += 1
         done = diverged or trainer.epoch == total
         metrics = {"epoch": trainer.epoch, "phase": phase, "status": "diverged" if diverged else
                    ("completed" if done else "running"), "diverged": int(diverged),
-                   "g_steps": trainer.g_steps, "d_steps": trainer.d_steps, **train_metrics}
+                   "g_steps": trainer.g_steps, "d_steps": trainer.d_steps, **rates, **train_metrics}
         ckpt_dir = None
         if info.is_main:
             if not diverged:
-                val, grid = validator.evaluate(unwrap(trainer.generator), cfg.runtime.channels_last)
+                val, grid = validator.evaluate(trainer.eval_generator(), cfg.runtime.channels_last)
                 metrics.update(val)
                 if val["val_psnr"] > trainer.best_psnr:
                     trainer.best_psnr, trainer.best_epoch = val["val_psnr"], trainer.epoch
@@ -338,15 +375,32 @@ def _epoch_line(m: dict[str, Any]) -> str:
     return line + f" | {m['images_per_s']:.0f} img/s"
 
 
+def _check_resume(cfg: TrialConfig, folder: str) -> None:
+    """--resume: a readable checkpoint of the same model (sizes, scale, frames), or one line saying why not."""
+    from trainables.evaluate import RESUME_KEYS, read_checkpoint
+
+    saved, _ = read_checkpoint(folder, "--resume", need=RESUME_KEYS)
+    shaped = {"scale": (saved.scale, cfg.scale), "data.frames": (saved.data.frames, cfg.data.frames),
+              **{f"model.{k}": (v, getattr(cfg.model, k)) for k, v in vars(saved.model).items()}}
+    differ = [f"{k}={a} (this run: {b})" for k, (a, b) in shaped.items() if a != b]
+    if differ:
+        raise UserError(f"--resume {folder}: the checkpoint is of another model: {', '.join(differ)}; "
+                        "resume with the checkpoint's config (its config.yaml) or start a new run")
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # a scheduler's SIGTERM ends the run as Ctrl-C does: exit 130, resumable
+
+
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import os
+    import signal
     import sys
 
     from trainables.config import dump_yaml, load_config, parse_set_args
-    from trainables.errors import UserError
+    from trainables.errors import ArgumentParser, UserError, check_writable_dir
 
-    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="YAML trial config (defaults for anything it omits)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. --set loss.beta=0.01 (repeatable)")
@@ -360,22 +414,42 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.init_process_group(backend)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     say = print if main_rank else (lambda *a, **k: None)
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    out = Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S"))
+    existed = out.exists()
     try:
+        # every input is checked before the output folder exists or data is read
         cfg = load_config(args.config, parse_set_args(args.overrides))
-        out = Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S"))
+        check_writable_dir(out, "--out")
+        if args.resume is not None:
+            _check_resume(cfg, args.resume)
         say("resolved configuration:\n" + dump_yaml(cfg))
         say(f"output folder: {out}\n")
         result = train(cfg, report=lambda m, _: say(_epoch_line(m), flush=True), out_dir=out,
                        resume_from=args.resume, progress=lambda s: say(s, flush=True))
     except UserError as exc:
+        _drop_if_empty(out, existed)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume <latest checkpoint folder>", file=sys.stderr)
+        print(f"interrupted; resume with --resume {out / 'checkpoints'}/<latest epoch folder>", file=sys.stderr)
         return 130
     if main_rank:
         _print_table(result, out)
     return 0 if result["status"] == "completed" else 1
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _drop_if_empty(out: Path, existed: bool) -> None:
+    """A run that failed on bad input leaves no empty output folder behind (one it made itself)."""
+    if not existed and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 if __name__ == "__main__":
