@@ -12,6 +12,7 @@ anything starts, with a one-line message naming the field (`ConfigError`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -80,9 +81,10 @@ class ModelConfig:
     temporal_input: Literal["frames", "diffs"] = "frames"
     d_channels: int = 16  # first conv width; doubles every two blocks; paper: 64
     d_dense: int = 256  # hidden units of the dense head; paper: 1024
-    # discriminator normalisation after each strided conv: "batch" (SRGAN), "layer" (GroupNorm with one
-    # group: per sample over C, H, W) or "none". wgan_gp refuses "batch": its gradient penalty is per
-    # sample, and BatchNorm couples the samples of a batch (validate())
+    # discriminator normalisation after each strided conv, whatever the loss family: "batch" (SRGAN),
+    # "layer" (GroupNorm with one group: per sample over C, H, W) or "none". wgan_gp is allowed with
+    # "batch", but its gradient penalty is meant per sample and BatchNorm couples a batch's samples
+    # (the WGAN-GP paper uses layer norm): specs that compare loss families set "layer" for all of them
     d_norm: DNorm = "batch"
     # what D sees (trainables.fourier): the image, the Hann-windowed spectrum (log amplitude, cos/sin
     # of the phase), or both branches averaged into one score
@@ -300,7 +302,7 @@ def _check(ok: bool, where: str, msg: str) -> None:
 def validate(cfg: TrialConfig) -> TrialConfig:
     """Reject impossible combinations; return the config unchanged when it is sound."""
     d, m, l, o, s, r = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.schedule, cfg.runtime
-    _check(cfg.seed >= 0, "seed", f"got {cfg.seed}, expected >= 0")
+    _check(0 <= cfg.seed < 2**63, "seed", f"got {cfg.seed}, expected 0 <= seed < 2**63 (a 64-bit seed)")
     _check(d.patch_size >= 16 and d.patch_size % 16 == 0, "data.patch_size",
            f"got {d.patch_size}, expected a multiple of 16 (the discriminator halves it four times)")
     _check(
@@ -310,6 +312,9 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     )
     _check(d.source in ("builtin", "video_builtin") or d.path is not None, "data.path",
            f"source {d.source!r} needs a path (a folder or file)")
+    _check(d.source not in ("builtin", "video_builtin") or d.path is None, "data.path",
+           f"got {d.path!r}, but source {d.source!r} reads no files; set data.source (folder, stl10, ...) "
+           "or drop data.path")
     _check(d.limit is None or d.limit > 0, "data.limit", f"got {d.limit}, expected a positive count or null")
     _check(d.val_images >= 1, "data.val_images", f"got {d.val_images}, expected >= 1")
     _check(d.val_patches_per_image >= 1, "data.val_patches_per_image",
@@ -327,25 +332,24 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     for name in ("g_channels", "g_blocks", "d_channels", "d_dense"):
         v = getattr(m, name)
         _check(v >= (0 if name == "g_blocks" else 1), f"model.{name}", f"got {v}, expected a positive size")
-    _check(l.beta >= 0, "loss.beta", f"got {l.beta}, expected >= 0")
-    _check(l.pixel_weight >= 0, "loss.pixel_weight", f"got {l.pixel_weight}, expected >= 0")
-    _check(l.vgg_weight >= 0, "loss.vgg_weight", f"got {l.vgg_weight}, expected >= 0")
+    # `0 <= v < inf` is written so that NaN fails too (every comparison with NaN is False)
+    _check(0 <= l.beta < math.inf, "loss.beta", f"got {l.beta}, expected a finite number >= 0")
+    _check(0 <= l.pixel_weight < math.inf, "loss.pixel_weight", f"got {l.pixel_weight}, expected a finite number >= 0")
+    _check(0 <= l.vgg_weight < math.inf, "loss.vgg_weight", f"got {l.vgg_weight}, expected a finite number >= 0")
     _check(l.pixel_weight + l.vgg_weight > 0, "loss.pixel_weight",
            "pixel_weight and vgg_weight are both 0: the generator needs a content loss")
-    _check(l.gp_weight >= 0, "loss.gp_weight", f"got {l.gp_weight}, expected >= 0")
+    _check(0 <= l.gp_weight < math.inf, "loss.gp_weight", f"got {l.gp_weight}, expected a finite number >= 0")
     _check(l.fourier_weight >= 0, "loss.fourier_weight", f"got {l.fourier_weight}, expected >= 0")
     _check(m.g_domain == "spatial" or d.frames == 1, "model.g_domain",
            f"got {m.g_domain!r} with data.frames {d.frames}; the Fourier-domain generators are single-image only")
     for name in ("lr_g", "lr_d", "lr_pretrain"):
         v = getattr(o, name)
         _check(0 < v < 1, f"optim.{name}", f"got {v}, expected a learning rate in (0, 1)")
-    _check(not (l.family == "wgan_gp" and m.d_norm == "batch"), "model.d_norm",
-           "batch with loss.family wgan_gp: the gradient penalty is per sample and BatchNorm couples a batch's "
-           "samples; use model.d_norm layer or none")
     for name in ("beta1_g", "beta1_d", "beta2", "beta1_pretrain", "beta2_pretrain"):
         v = getattr(o, name)
         _check(0 <= v < 1, f"optim.{name}", f"got {v}, expected an Adam beta in [0, 1)")
-    _check(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", f"got {o.grad_clip}, expected > 0 or null")
+    _check(o.grad_clip is None or 0 < o.grad_clip < math.inf, "optim.grad_clip",
+           f"got {o.grad_clip}, expected a finite number > 0 or null")
     _check(o.warmup_epochs >= 0, "optim.warmup_epochs", f"got {o.warmup_epochs}, expected >= 0")
     _check(o.step_epochs >= 1, "optim.step_epochs", f"got {o.step_epochs}, expected >= 1")
     _check(0 < o.gamma <= 1, "optim.gamma", f"got {o.gamma}, expected a factor in (0, 1]")
@@ -375,8 +379,25 @@ def validate(cfg: TrialConfig) -> TrialConfig:
 # ----------------------------------------------------------------------------- loading
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping sets the same key twice (plain YAML keeps the last one silently)."""
+
+    def __init__(self, key: Any, line: int):
+        super().__init__(f"key {key!r} set twice (line {line})")
+        self.key, self.line = key, line
+
+
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`; people don't)."""
+    """SafeLoader that reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`; people don't) and refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key) if isinstance(key, typing.Hashable) else None
+        return super().construct_mapping(node, deep=deep)
 
 
 # copy the resolver lists: add_implicit_resolver would otherwise append to SafeLoader's own
@@ -426,6 +447,9 @@ def parse_set_args(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. loss.beta=0.01")
+        if any(not part.strip() for part in key.strip().split(".")):
+            raise ConfigError(f"--set {pair!r}: key {key.strip()!r} has an empty part; give a dotted key "
+                              "such as loss.beta=0.01")
         out[key.strip()] = parse_value(text)
     return out
 
@@ -437,7 +461,12 @@ def read_yaml(path: str | Path, what: str = "config file", error: type[UserError
     if not p.is_file():
         raise error(f"{p}: no such {what}")
     try:
-        tree = yaml.load(p.read_text(), Loader=YamlLoader) or {}
+        tree = yaml.load(p.read_text(encoding="utf-8"), Loader=YamlLoader) or {}
+    except UnicodeDecodeError:
+        raise error(f"{p}: not UTF-8 text (a binary file, or another encoding such as UTF-16); "
+                    f"save the {what} as UTF-8 YAML") from None
+    except DuplicateKeyError as exc:
+        raise error(f"{p}: {exc}; each key may appear once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

@@ -1,7 +1,7 @@
 """Adversarial loss families (values, not subclasses), the WGAN-GP penalty and content losses.
 
 The trainer composes the generator loss itself:
-    pixel_weight * pixel_mse(sr, hr) + vgg_weight * vgg54(sr, hr) + beta * family.g_loss(D(sr))
+    pixel_weight * pixel_loss(sr, hr, loss_cfg) + vgg_weight * vgg54(sr, hr) + beta * family.g_loss(D(sr))
 and the discriminator loss as family.d_loss(D(hr), D(sr)) (+ gp_weight * gradient_penalty
 for wgan_gp). Every D output here is a raw score of shape (B,), no sigmoid applied.
 """
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.config import LossConfig
 from trainables.errors import UserError
 
 # ----------------------------------------------------------------------------- adversarial
@@ -100,6 +101,27 @@ def gradient_penalty(
 def pixel_mse(sr: Tensor, hr: Tensor) -> Tensor:
     """Mean squared error over all pixels; sr and hr in [-1, 1]."""
     return F.mse_loss(sr, hr)
+
+
+def pixel_l1(sr: Tensor, hr: Tensor) -> Tensor:
+    """Mean absolute error over all pixels; sr and hr in [-1, 1]."""
+    return F.l1_loss(sr, hr)
+
+
+def pixel_charbonnier(sr: Tensor, hr: Tensor, eps: float) -> Tensor:
+    """Mean of sqrt((sr - hr)^2 + eps^2): L1 away from 0, smooth (quadratic) within ~eps of it."""
+    return torch.sqrt((sr - hr) ** 2 + eps * eps).mean()
+
+
+def pixel_loss(sr: Tensor, hr: Tensor, cfg: LossConfig) -> Tensor:
+    """The pixel term `loss.pixel` names (mse | l1 | charbonnier), a scalar; sr and hr (B, 3, H, W)."""
+    if cfg.pixel == "mse":
+        return pixel_mse(sr, hr)
+    if cfg.pixel == "l1":
+        return pixel_l1(sr, hr)
+    if cfg.pixel == "charbonnier":
+        return pixel_charbonnier(sr, hr, cfg.charbonnier_eps)
+    raise ValueError(f"loss.pixel: unknown {cfg.pixel!r}")
 
 
 # VGG-19 layer widths up to conv5_4 ("M" is a 2x2 max-pool), torchvision's config "E"

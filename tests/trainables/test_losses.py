@@ -116,6 +116,24 @@ def test_pixel_mse():
     close(pixel_mse(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)), 0.25)
 
 
+def test_pixel_losses_reduce_to_hand_computed_values():
+    from trainables.config import LossConfig
+    from trainables.losses import pixel_charbonnier, pixel_l1, pixel_loss
+
+    hr = torch.zeros(1, 1, 2, 2)
+    sr = torch.tensor([[[[0.5, -0.5], [0.0, 1.0]]]])  # differences 0.5, -0.5, 0, 1
+    close(pixel_l1(sr, hr), (0.5 + 0.5 + 0 + 1) / 4)
+    close(pixel_mse(sr, hr), (0.25 + 0.25 + 0 + 1) / 4)
+    eps = 0.1
+    want = (2 * math.sqrt(0.25 + 0.01) + 0.1 + math.sqrt(1.01)) / 4
+    close(pixel_charbonnier(sr, hr, eps), want)
+    close(pixel_charbonnier(hr, hr, eps), eps)  # zero error costs eps, and its gradient is 0 there
+    assert pixel_charbonnier(sr, hr, 1e-6).item() == pytest.approx(pixel_l1(sr, hr).item(), abs=1e-6)
+    for name, fn in (("mse", pixel_mse), ("l1", pixel_l1)):
+        close(pixel_loss(sr, hr, LossConfig(pixel=name)), fn(sr, hr).item())
+    close(pixel_loss(sr, hr, LossConfig(pixel="charbonnier", charbonnier_eps=eps)), want)
+
+
 def test_vgg54_random_init_runs():
     torch.manual_seed(0)
     vgg = load_vgg54(pretrained=False)
