@@ -4,7 +4,8 @@ Nesting (Ray Train V2): Tuner -> function trainable (tiny CPU reservation, the t
 driver) -> TorchTrainer(ScalingConfig(workers)) -> every worker calls `train(config,
 report)`. Workers report with `ray.train.report`; `TuneReportCallback` forwards rank 0's
 metrics to Tune, where ASHA and Optuna see them. The Train run of a trial is named after
-the trial id, so a restarted trial finds its own checkpoints and resumes.
+the trial id, so a restarted trial finds its own checkpoints and resumes. MLflow child runs
+are written by the study driver from the results Tune accepted (study/recorder.py).
 """
 
 from __future__ import annotations
@@ -62,14 +63,9 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     from trainables.train import train  # imported on the worker, after Ray set its env
 
     cfg = from_dict(loop_config["config"])
-    tracker = None
-    context = ray.train.get_context()
-    if context.get_world_rank() == 0 and loop_config.get("tracking"):
-        from study.tracking import TrialTracker
-
-        tracker = TrialTracker(**loop_config["tracking"])
-        tracker.start(cfg)
-
+    # the study driver writes MLflow from the results Tune accepts (study/recorder.py); rank 0
+    # only puts each epoch's sample grid into the study's storage, before reporting that epoch
+    grids = loop_config.get("grids") if ray.train.get_context().get_world_rank() == 0 else None
     objective = loop_config["objective"]
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
@@ -79,8 +75,10 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
             # records the trial as failed instead of ranking it
             for name in objective:
                 clean.setdefault(name, float("nan"))
-        if tracker is not None:
-            tracker.log_epoch(metrics, ckpt_dir)
+        if grids is not None and metrics.get("grid_path"):
+            from study.recorder import grid_uri, put_grid
+
+            put_grid(metrics["grid_path"], grid_uri(grids["study_dir"], grids["trial_id"], int(metrics["epoch"])))
         checkpoint = Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
         ray.train.report(clean, checkpoint=checkpoint)
 
@@ -89,18 +87,12 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     try:
         if resume is not None:
             with resume.as_directory() as ckpt:
-                final = train(cfg, report=report, out_dir=out_dir, resume_from=ckpt)
+                train(cfg, report=report, out_dir=out_dir, resume_from=ckpt)
         else:
-            final = train(cfg, report=report, out_dir=out_dir)
-    except BaseException as exc:
-        if tracker is not None:
-            tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+            train(cfg, report=report, out_dir=out_dir)
     finally:
         # every epoch's checkpoint was copied to the study's storage by ray.train.report
         shutil.rmtree(out_dir, ignore_errors=True)
-    if tracker is not None:
-        tracker.finish(final.get("status", "completed"))
 
 
 # ----------------------------------------------------------------------------- trials
@@ -118,18 +110,11 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     r = spec.resources
-    worker_tracking = None
-    if tracking is not None:
-        # the child run's name: trial id and the searched values, as the MLflow UI lists it
-        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
-                          for k, v in sampled.items())
-        if spec.repeats > 1:
-            label += f", seed={cfg.seed}"
-        worker_tracking = {**tracking, "trial_id": trial_id, "trial_name": f"{trial_id} {label}".strip(),
-                           "sampled": sampled, "repeat": repeat}
+    # where rank 0 puts its sample grids for the driver's MLflow records (when MLflow is on)
+    grids = {"study_dir": study_path(spec, storage), "trial_id": trial_id} if tracking is not None else None
     trainer = TorchTrainer(
         worker_loop,
-        train_loop_config={"config": cfg.to_dict(), "tracking": worker_tracking,
+        train_loop_config={"config": cfg.to_dict(), "grids": grids,
                            "objective": list(spec.objective.metrics)},
         scaling_config=ScalingConfig(
             num_workers=r.workers,
@@ -143,7 +128,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
             # the best epoch by the first objective, plus (always) the latest to resume from
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
                                                checkpoint_score_order=spec.objective.modes[0]),
-            failure_config=FailureConfig(max_failures=1),
+            failure_config=FailureConfig(max_failures=r.max_failures),  # then the trial fails
         ),
     )
     trainer.fit()
@@ -181,7 +166,7 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.total_trials,
                                     max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
-                                  callbacks=[ProgressPrinter(spec)],
+                                  callbacks=[ProgressPrinter(spec), *recorders(spec, storage, tracking)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
 
@@ -190,8 +175,22 @@ def restore_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None
     trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
                                      tracking=tracking)
     trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
-    return tune.Tuner.restore(study_path(spec, storage), trainable=trainable, resume_errored=True,
-                              resume_unfinished=True)
+    tuner = tune.Tuner.restore(study_path(spec, storage), trainable=trainable, resume_errored=True,
+                               resume_unfinished=True)
+    # the restored study's callbacks were pickled with it: record into this run's MLflow settings
+    from study.recorder import TrialRecorder
+
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, TrialRecorder)]
+    run_config.callbacks += recorders(spec, storage, tracking)
+    return tuner
+
+
+def recorders(spec: StudySpec, storage: str, tracking: dict[str, Any] | None) -> list:
+    """The driver's MLflow recorder of accepted trial results (none without MLflow)."""
+    from study.recorder import TrialRecorder
+
+    return [] if tracking is None else [TrialRecorder(spec, tracking, study_path(spec, storage))]
 
 
 def study_path(spec: StudySpec, storage: str) -> str:
@@ -268,10 +267,26 @@ def check_storage(storage: str) -> None:
                     f"s3://bucket/studies (set SRSTUDY_SHARED_STORAGE=1 if this path is shared)")
 
 
+def local_gpus() -> int:
+    """GPUs a local Ray would see (it honours CUDA_VISIBLE_DEVICES as torch does)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_fits_locally(spec: StudySpec) -> None:
+    """Refuse a trial that cannot fit on this machine before a local Ray starts (that takes ~10 s)."""
+    trials_that_fit(spec, float(os.cpu_count() or 1), float(local_gpus()), driver_cpus=1)
+
+
 def plan_concurrency(spec: StudySpec, driver_cpus: int = 0) -> int:
     """How many trials can run at once on this cluster; UserError when one trial cannot fit at all."""
     total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0) - driver_cpus, total.get("GPU", 0.0)
+    return trials_that_fit(spec, total.get("CPU", 0.0) - driver_cpus, total.get("GPU", 0.0), driver_cpus)
+
+
+def trials_that_fit(spec: StudySpec, cpus: float, gpus: float, driver_cpus: int) -> int:
+    """Trials at once on `cpus` CPUs and `gpus` GPUs (not counting the drivers' extra CPUs)."""
     r = spec.resources
     need_cpu = r.workers * r.cpus_per_worker
     need_gpu = r.workers * r.gpus_per_worker
@@ -283,6 +298,9 @@ def plan_concurrency(spec: StudySpec, driver_cpus: int = 0) -> int:
                         f"{r.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers or cpus_per_worker")
     fit = math.floor(cpus / need_cpu) if driver_cpus else math.floor((cpus - 0.01) / (need_cpu + DRIVER_CPU))
     if need_gpu > 0:
-        fit = min(fit, math.floor(gpus / need_gpu))
+        if need_gpu < 1:  # a fraction packs single-worker trials per card: 0.3 fits 3 on a GPU, 9 (not 10) on 3
+            fit = min(fit, math.floor(gpus + 1e-9) * math.floor(1 / need_gpu + 1e-9))
+        else:
+            fit = min(fit, math.floor(gpus / need_gpu + 1e-9))
     fit = max(fit, 1)
     return min(fit, spec.max_concurrent or fit, spec.total_trials)

@@ -17,6 +17,13 @@ Decisions worth knowing:
 - `repeats > 1` with ASHA is allowed, but ASHA judges every run on its own, so one
   configuration's repeats may be stopped at different epochs: compare them at a common epoch.
 - YAML here reads `1e-4` as a number (plain YAML 1.1 reads it as text).
+- One selection rule: a trial's score is its best validation epoch so far. Tune is given,
+  for each objective metric M, `best_M` (`selection_metric`): the best value of M over the
+  epochs reported so far (by M's mode), so Optuna's final value, ASHA's rung comparisons
+  and the report's best-epoch tables rank trials by the same number; the checkpoint kept
+  is the epoch that holds it, and that epoch's generator is the one scored on test sets.
+- `claims:` (study.claims) are checked against the space here; `profile` names the size
+  the study runs at (study.profiles; applied by `load_spec`, recorded in the spec).
 """
 
 from __future__ import annotations
@@ -34,15 +41,17 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from study.claims import Claim, parse_claims
+from study.profiles import DEFAULT_PROFILE, apply_profile, profile_notes
 from study.space import Param, StudySpecError, coerce, fail, parse_space, short, unknown
-from trainables.config import ConfigError, TrialConfig, apply_overrides, flatten, load_config
+from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, flatten, load_config
 from trainables.config import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
 
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
     "Objective", "Resources", "StudySpec", "from_dict", "load_spec", "with_base_overrides",
-    "parse_value", "read_yaml", "spec_hash", "trial_config", "plan",
+    "parse_value", "read_yaml", "spec_hash", "trial_config", "plan", "Claim", "parse_claims", "selection_metric",
 ]
 
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
@@ -56,6 +65,11 @@ TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
 DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _MULTI_ONLY = ("nsga2", "motpe")
+
+
+def selection_metric(metric: str) -> str:
+    """The name Tune sees for an objective: its best value over the epochs so far (see above)."""
+    return metric if metric.startswith("best_") else f"best_{metric}"
 
 
 # ----------------------------------------------------------------------------- schema
@@ -116,6 +130,9 @@ class Resources:
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    # restarts of a trial's Train workers (a killed worker, a preempted node) from its latest
+    # checkpoint; one more failure and the trial is recorded `failed` while the study goes on
+    max_failures: int = 2
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,8 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     storage: str | None = None  # local path or URI (s3://...); null: ./study_results
     tracking_uri: str | None = None  # null: MLflow's default (sqlite:///mlflow.db)
+    claims: tuple[Claim, ...] = ()  # what the study tests (study.claims); the report's verdict table
+    profile: str | None = None  # the profile load_spec folded in (laptop, paper, ...), for the record
     # the mapping this spec was validated from (so `with_base_overrides` re-resolves max_t)
     source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -168,6 +187,8 @@ class StudySpec:
             "resources": dataclasses.asdict(self.resources),
             "storage": self.storage,
             "tracking_uri": self.tracking_uri,
+            "claims": [c.to_dict() for c in self.claims],
+            "profile": self.profile,
         }
 
     def dump_yaml(self) -> str:
@@ -175,8 +196,9 @@ class StudySpec:
 
 
 _TOP_KEYS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name != "source")
+_SIMPLE = ("name", "description", "trials", "repeats", "max_concurrent", "storage", "tracking_uri", "profile")
 _TOP_FIELDS = {f.name: f for f in dataclasses.fields(StudySpec)}
-_TOP_HINTS = typing.get_type_hints(StudySpec)
+_TOP_HINTS = {k: v for k, v in typing.get_type_hints(StudySpec).items() if k in _SIMPLE}
 
 
 # ----------------------------------------------------------------------------- parts
@@ -269,7 +291,8 @@ def _max_epochs(space: dict[str, Param], base_cfg: TrialConfig) -> int:
 
 def _top(raw: Mapping[str, Any], key: str) -> Any:
     """A scalar top-level field, checked against its annotation, default from the dataclass."""
-    return coerce(raw.get(key, _TOP_FIELDS[key].default), _TOP_HINTS[key], key)
+    default = _TOP_FIELDS[key].default
+    return coerce(raw.get(key, None if default is dataclasses.MISSING else default), _TOP_HINTS[key], key)
 
 
 # ----------------------------------------------------------------------------- building
@@ -294,6 +317,7 @@ def from_dict(raw: Any) -> StudySpec:
     resources = _section(Resources, raw.get("resources"), "resources")
     objective = _parse_objective(raw.get("objective"))
     space = parse_space(raw.get("space"), base)
+    claims = parse_claims(raw.get("claims"), space)
     trials, repeats, max_concurrent = _top(raw, "trials"), _top(raw, "repeats"), _top(raw, "max_concurrent")
 
     # the searcher against the space and the objective
@@ -318,8 +342,8 @@ def from_dict(raw: Any) -> StudySpec:
         fail("scheduler.max_t", f"got {scheduler.max_t}, expected >= 1 epoch or null")
     if scheduler.grace_period < 1:
         fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected >= 1 epoch")
-    if scheduler.reduction_factor <= 1:
-        fail("scheduler.reduction_factor", f"got {scheduler.reduction_factor:g}, expected > 1")
+    if not 1 < scheduler.reduction_factor < math.inf:  # written so that NaN fails too
+        fail("scheduler.reduction_factor", f"got {scheduler.reduction_factor:g}, expected > 1 (finite)")
     if scheduler.type == "asha":
         if objective.multi:
             fail("scheduler.type", "asha stops trials on one metric; a multi-objective study needs "
@@ -343,10 +367,24 @@ def from_dict(raw: Any) -> StudySpec:
         fail("max_concurrent", f"got {max_concurrent}, expected >= 1 or null")
     if resources.workers < 1:
         fail("resources.workers", f"got {resources.workers}, expected >= 1")
-    if resources.cpus_per_worker <= 0:
-        fail("resources.cpus_per_worker", f"got {resources.cpus_per_worker:g}, expected > 0")
-    if resources.gpus_per_worker < 0:
-        fail("resources.gpus_per_worker", f"got {resources.gpus_per_worker:g}, expected >= 0")
+    if not 0 < resources.cpus_per_worker < math.inf:  # written so that NaN fails too
+        fail("resources.cpus_per_worker", f"got {resources.cpus_per_worker:g}, expected > 0 (finite)")
+    if not resources.gpus_per_worker >= 0 or math.isinf(resources.gpus_per_worker):
+        fail("resources.gpus_per_worker", f"got {resources.gpus_per_worker:g}, expected >= 0 (finite)")
+    g = resources.gpus_per_worker
+    if g > 1 and not float(g).is_integer():
+        fail("resources.gpus_per_worker", f"got {g:g}, expected a fraction below 1 or a whole number of GPUs")
+    if 0 < g < 1 and resources.workers > 1:  # NCCL refuses two ranks of one process group on one GPU
+        fail("resources.gpus_per_worker", f"got {g:g} with {resources.workers} workers; a fraction of a GPU is "
+                                          "for single-worker trials (resources.workers: 1), else give 1 GPU a worker")
+    if 0 < g < 1 and round(g, 4) != g:
+        fail("resources.gpus_per_worker", f"got {g:g}, expected at most 4 decimals (Ray's resource precision)")
+    if resources.max_failures < 0:
+        fail("resources.max_failures", f"got {resources.max_failures}, expected >= 0 restarts")
+    sources = set(space["data.source"].values) if "data.source" in space else {base_cfg.data.source}
+    if "val_tc" in objective.metrics and not sources & set(VIDEO_SOURCES):
+        fail("objective", f"val_tc is reported by video sources only ({', '.join(VIDEO_SOURCES)}), and this "
+                          f"study's data.source is {', '.join(sorted(sources))}; optimise val_psnr or use a video source")
     devices = set(space["runtime.device"].values) if "runtime.device" in space else {base_cfg.runtime.device}
     if "cuda" in devices and resources.gpus_per_worker == 0:
         fail("resources.gpus_per_worker", "got 0, but runtime.device can be cuda and Ray hides GPUs from "
@@ -360,7 +398,7 @@ def from_dict(raw: Any) -> StudySpec:
         name=name, description=_top(raw, "description"), base=base, space=space, searcher=searcher,
         scheduler=scheduler, objective=objective, trials=grid if trials is None else trials,
         repeats=repeats, max_concurrent=max_concurrent, resources=resources, storage=storage,
-        tracking_uri=tracking_uri, source=_plain(raw))
+        tracking_uri=tracking_uri, claims=claims, profile=_top(raw, "profile"), source=_plain(raw))
 
 
 def _plain(tree: Any) -> Any:
@@ -402,9 +440,16 @@ def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
         raise StudySpecError(str(exc)) from None
 
 
-def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
-    """Read, override (dotted spec keys; `base.`-prefixed trial-config keys) and validate."""
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
+              profile: str | None = None) -> StudySpec:
+    """Read, fold in the profile (`profile`, else the file's own `profile:`, else laptop),
+    override (dotted spec keys; `base.`-prefixed trial-config keys) and validate."""
     raw = read_yaml(path)
+    if isinstance(raw, Mapping):
+        name = profile or raw.get("profile") or DEFAULT_PROFILE
+        if not isinstance(name, str):
+            fail("profile", f"got {name!r}, expected a profile name such as laptop or paper")
+        raw = apply_profile(raw, name, path)
     if overrides:
         raw = _apply_overrides(raw, overrides)
     return from_dict(raw)
@@ -462,12 +507,20 @@ def plan(spec: StudySpec) -> list[str]:
     lines.append(f"objective: {goals}" + (" (Pareto front)" if o.multi else ""))
     lines.append(f"trials: {spec.trials} configuration(s) x {spec.repeats} repeat(s) = {spec.total_trials} trials")
     lines.append(f"concurrency: {spec.max_concurrent if spec.max_concurrent else 'as many as the resources allow'}")
-    lines.append(f"resources per trial: {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)")
+    lines.append(f"resources per trial: {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU), "
+                 f"up to {r.max_failures} worker restart(s)")
     lines.append(f"storage: {spec.storage or DEFAULT_STORAGE + ' (default)'}")
     lines.append(f"tracking: {spec.tracking_uri or 'MLflow default (sqlite:///mlflow.db)'}")
+    if spec.profile:
+        lines += profile_notes(spec.space, spec.profile)
+    sel = ", ".join(f"{selection_metric(m)} (best {m} so far)" for m in o.metrics)
+    lines.append(f"selection: each trial is scored at its best validation epoch so far; Tune sees {sel}")
     if spec.base:
         lines.append("base: " + ", ".join(f"{k}={short(v)}" for k, v in spec.base.items()))
     lines.append("space:")
     width = max(len(k) for k in spec.space)
     lines += [f"  {k:<{width}}  {p.describe()}" for k, p in spec.space.items()]
+    if spec.claims:
+        lines.append("claims:")
+        lines += [f"  {c.name}: {c.statement or c.metric} ({c.better} {c.metric})" for c in spec.claims]
     return lines
