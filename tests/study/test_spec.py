@@ -30,6 +30,7 @@ base:
     pretrain_epochs: 1
     gan_epochs: 2
   data.patch_size: 32
+  model.d_norm: layer
 space:
   loss.family: {type: categorical, values: [bce, lsgan, wgan_gp]}
   loss.beta: {type: loguniform, low: 1e-4, high: 1e-1}
@@ -63,6 +64,7 @@ def raw_example(tmp_path) -> dict:
 def grid_raw() -> dict:
     return {
         "name": "grid",
+        "base": {"model.d_norm": "layer"},
         "space": {
             "loss.family": {"type": "grid", "values": ["bce", "lsgan", "wgan_gp"]},
             "model.upsampler": {"type": "categorical", "values": ["pixel_shuffle", "resize_conv"]},
@@ -77,7 +79,8 @@ def grid_raw() -> dict:
 def test_example_loads_with_resolved_fields(example):
     spec = load_spec(example)
     assert spec.name == "loss-family"
-    assert spec.base == {"seed": 7, "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 2, "data.patch_size": 32}
+    assert spec.base == {"seed": 7, "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 2, "data.patch_size": 32,
+                         "model.d_norm": "layer"}
     assert list(spec.space) == ["loss.family", "loss.beta", "model.g_blocks", "optim.beta1_g"]
     beta = spec.space["loss.beta"]
     assert (beta.type, beta.low, beta.high) == ("loguniform", pytest.approx(1e-4), pytest.approx(0.1))
@@ -286,7 +289,7 @@ ERRORS = [
     (_set("space", {}), "space: missing or empty"),
     (_set("space/loss.betta", CAT), "space.loss.betta: not a trial-config key; did you mean loss.beta?"),
     (_set("space/loss", CAT), "space.loss: a section; key the space by dotted fields such as loss.family"),
-    (_set("space/nonsense", CAT), "space.nonsense: not a trial-config key (sections: data, loss, model"),
+    (_set("space/nonsense", CAT), "space.nonsense: not a trial-config key (sections: data, eval, loss, model"),
     (_set("space/seed", {"type": "int", "low": 0, "high": 3}), "space.seed: seeds come from base seed + repeat"),
     (_set("space/schedule.gan_epochs", {"type": "int", "low": 1, "high": 3}),
      "space.schedule.gan_epochs: also fixed in base"),
