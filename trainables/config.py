@@ -82,9 +82,9 @@ class ModelConfig:
     d_channels: int = 16  # first conv width; doubles every two blocks; paper: 64
     d_dense: int = 256  # hidden units of the dense head; paper: 1024
     # discriminator normalisation after each strided conv, whatever the loss family: "batch" (SRGAN),
-    # "layer" (GroupNorm with one group: per sample over C, H, W) or "none". wgan_gp is allowed with
-    # "batch", but its gradient penalty is meant per sample and BatchNorm couples a batch's samples
-    # (the WGAN-GP paper uses layer norm): specs that compare loss families set "layer" for all of them
+    # "layer" (GroupNorm with one group: per sample over C, H, W) or "none". wgan_gp refuses "batch"
+    # (validate()): its gradient penalty is per sample and BatchNorm couples a batch's samples; specs
+    # that compare loss families set "layer" for all of them
     d_norm: DNorm = "batch"
     # what D sees (trainables.fourier): the image, the Hann-windowed spectrum (log amplitude, cos/sin
     # of the phase), or both branches averaged into one score
@@ -333,23 +333,26 @@ def validate(cfg: TrialConfig) -> TrialConfig:
         v = getattr(m, name)
         _check(v >= (0 if name == "g_blocks" else 1), f"model.{name}", f"got {v}, expected a positive size")
     # `0 <= v < inf` is written so that NaN fails too (every comparison with NaN is False)
-    _check(0 <= l.beta < math.inf, "loss.beta", f"got {l.beta}, expected a finite number >= 0")
-    _check(0 <= l.pixel_weight < math.inf, "loss.pixel_weight", f"got {l.pixel_weight}, expected a finite number >= 0")
-    _check(0 <= l.vgg_weight < math.inf, "loss.vgg_weight", f"got {l.vgg_weight}, expected a finite number >= 0")
+    _check(0 <= l.beta < math.inf, "loss.beta", f"got {l.beta}, expected >= 0 (finite)")
+    _check(0 <= l.pixel_weight < math.inf, "loss.pixel_weight", f"got {l.pixel_weight}, expected >= 0 (finite)")
+    _check(0 <= l.vgg_weight < math.inf, "loss.vgg_weight", f"got {l.vgg_weight}, expected >= 0 (finite)")
     _check(l.pixel_weight + l.vgg_weight > 0, "loss.pixel_weight",
            "pixel_weight and vgg_weight are both 0: the generator needs a content loss")
-    _check(0 <= l.gp_weight < math.inf, "loss.gp_weight", f"got {l.gp_weight}, expected a finite number >= 0")
+    _check(0 <= l.gp_weight < math.inf, "loss.gp_weight", f"got {l.gp_weight}, expected >= 0 (finite)")
     _check(l.fourier_weight >= 0, "loss.fourier_weight", f"got {l.fourier_weight}, expected >= 0")
     _check(m.g_domain == "spatial" or d.frames == 1, "model.g_domain",
            f"got {m.g_domain!r} with data.frames {d.frames}; the Fourier-domain generators are single-image only")
     for name in ("lr_g", "lr_d", "lr_pretrain"):
         v = getattr(o, name)
         _check(0 < v < 1, f"optim.{name}", f"got {v}, expected a learning rate in (0, 1)")
+    _check(not (l.family == "wgan_gp" and m.d_norm == "batch"), "model.d_norm",
+           "batch with loss.family wgan_gp: the gradient penalty is per sample and BatchNorm couples a batch's "
+           "samples; use model.d_norm layer or none")
     for name in ("beta1_g", "beta1_d", "beta2", "beta1_pretrain", "beta2_pretrain"):
         v = getattr(o, name)
         _check(0 <= v < 1, f"optim.{name}", f"got {v}, expected an Adam beta in [0, 1)")
     _check(o.grad_clip is None or 0 < o.grad_clip < math.inf, "optim.grad_clip",
-           f"got {o.grad_clip}, expected a finite number > 0 or null")
+           f"got {o.grad_clip}, expected > 0 (finite) or null")
     _check(o.warmup_epochs >= 0, "optim.warmup_epochs", f"got {o.warmup_epochs}, expected >= 0")
     _check(o.step_epochs >= 1, "optim.step_epochs", f"got {o.step_epochs}, expected >= 1")
     _check(0 < o.gamma <= 1, "optim.gamma", f"got {o.gamma}, expected a factor in (0, 1]")

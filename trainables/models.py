@@ -7,13 +7,15 @@ sigmoid: the adversarial loss family in `trainables.losses` decides what they me
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrialConfig
+from trainables.degrade import bicubic_up
+from trainables.fourier import G_DOMAINS, DualDiscriminator, FourierDiscriminator, SpectralGenerator
 from trainables.temporal import TemporalHead
 
 
@@ -79,7 +81,9 @@ class Generator(nn.Module):
     - global_skip "none": SR = tanh(conv(...)), the paper's plain output.
     - global_skip "bicubic": SR = clamp(bicubic(LR[:, :3]) * 2 - 1 + conv(...), -1, 1),
       a global residual over the bicubic upsample (VDSR, BasicSR's MSRResNet). The
-      last conv starts at zero, so at step 0 SR equals the (clamped) bicubic upsample
+      bicubic is `degrade.bicubic_up` (cubic a = -0.5, clamped to [0, 1]), the kernel of
+      the baseline row. The last conv starts at zero, so at step 0 SR equals that bicubic
+      baseline
       and training only has to learn the missing detail: this is what lets short CPU
       runs beat bicubic.
 
@@ -132,15 +136,15 @@ class Generator(nn.Module):
         if self.global_skip == "none":
             return torch.tanh(out)
         c = 3 * self.skip_frame
-        base = F.interpolate(lr[:, c : c + 3], scale_factor=self.scale, mode="bicubic", align_corners=False)
-        # bicubic overshoots [0, 1] at edges; the clamp keeps SR in [-1, 1] like HR
+        base = bicubic_up(lr[:, c : c + 3], self.scale)  # (B, 3, h*s, w*s) in [0, 1], the baseline row's kernel
+        # the residual can push past [-1, 1]; the clamp keeps SR in HR's range
         return torch.clamp(base * 2 - 1 + out, -1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- discriminator
 
 
-NORMS = ("batch", "none")
+NORMS = ("batch", "layer", "none")
 
 
 def _lrelu() -> nn.Module:
@@ -157,9 +161,10 @@ class Discriminator(nn.Module):
     Linear(dense) -> LeakyReLU(0.2) -> Linear(1). The dense head fixes the input size,
     so `patch_size` must be the HR patch side and a multiple of 16.
 
-    `norm="none"` drops BatchNorm (the convs then get biases). WGAN-GP conventionally
-    uses no BN: its gradient penalty is per sample, and BN couples the samples of a
-    batch; `build_discriminator` picks "none" for the wgan_gp family.
+    `norm` (config `model.d_norm`): "batch" is SRGAN's BatchNorm; "layer" is GroupNorm
+    with one group (per sample over C, H, W, as the WGAN-GP paper recommends); "none"
+    drops normalisation (the convs then get biases). The config refuses wgan_gp with
+    "batch": its gradient penalty is per sample, and BN couples the samples of a batch.
     """
 
     def __init__(self, patch_size: int, channels: int, dense: int, norm: str = "batch") -> None:
@@ -179,6 +184,8 @@ class Discriminator(nn.Module):
             layers.append(_conv(c_in, c_out, 3, stride=stride, bias=norm == "none"))
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
+            elif norm == "layer":
+                layers.append(nn.GroupNorm(1, c_out))
             layers.append(_lrelu())
             c_in = c_out
         self.features = nn.Sequential(*layers)
@@ -201,9 +208,13 @@ class Discriminator(nn.Module):
 # ----------------------------------------------------------------------------- builders
 
 
-def build_generator(cfg: TrialConfig) -> Generator:
-    """The single-image generator; with data.frames > 1, the same with the temporal front end as its head."""
+def build_generator(cfg: TrialConfig) -> nn.Module:
+    """The single-image generator; with data.frames > 1, the same with the temporal front end as its head;
+    with model.g_domain other than spatial, the Fourier-domain generator (trainables.fourier)."""
     m, frames = cfg.model, cfg.data.frames
+    if m.g_domain != "spatial":  # its convs see 3k spectral channels; the wrapper swaps the tail
+        net = Generator(cfg.scale, m.g_channels, m.g_blocks, m.upsampler, "none", 3 * G_DOMAINS[m.g_domain])
+        return SpectralGenerator(m.g_domain, net, cfg.scale, m.global_skip)
     return Generator(
         scale=cfg.scale,
         channels=m.g_channels,
@@ -216,13 +227,18 @@ def build_generator(cfg: TrialConfig) -> Generator:
     )
 
 
-def build_discriminator(cfg: TrialConfig) -> Discriminator:
-    """BN unless the family is wgan_gp (its per-sample gradient penalty and BN do not mix)."""
+def build_discriminator(cfg: TrialConfig) -> nn.Module:
+    """The discriminator with `model.d_norm`, whatever the loss family (no hidden switch);
+    model.d_domain fourier / dual wraps it (trainables.fourier)."""
+    if cfg.model.d_domain != "spatial":
+        plain = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_domain="spatial"))
+        fourier = FourierDiscriminator(build_discriminator(plain))  # a plain D with a 9-channel first conv
+        return fourier if cfg.model.d_domain == "fourier" else DualDiscriminator(build_discriminator(plain), fourier)
     return Discriminator(
         patch_size=cfg.data.patch_size,
         channels=cfg.model.d_channels,
         dense=cfg.model.d_dense,
-        norm="none" if cfg.loss.family == "wgan_gp" else "batch",
+        norm=cfg.model.d_norm,
     )
 
 

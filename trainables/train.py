@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainables import checkpoint
+from trainables.compiling import compile_models
 from trainables.config import VIDEO_SOURCES, TrialConfig
 from trainables.data import TrainPatches, load_images, make_loader, val_patches
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
@@ -76,6 +77,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
         self.ema = GeneratorEMA(self.generator, o.ema_decay) if o.ema_decay > 0 else None
+        # runtime.compile: forwards swapped in place, after the EMA's (eager) copy, before DDP wraps them
+        compile_models(cfg, self.generator, self.discriminator)
         if info.distributed:
             ids = [device.index] if device.type == "cuda" else None
             self.generator = DDP(self.generator, device_ids=ids)

@@ -22,8 +22,9 @@ class Validator:
     """
 
     def __init__(self, hr_uint8: torch.Tensor, scale: int, grid_images: int, device: torch.device,
-                 tc_pairs: torch.Tensor | None = None):
+                 tc_pairs: torch.Tensor | None = None, grid_spectra: bool = False):
         self.scale = scale
+        self.grid_spectra = grid_spectra  # add the SR/HR log-amplitude spectra rows to the grid
         self.device = device
         self.hr_uint8 = centre_frame(hr_uint8)  # (N, 3, P, P) uint8, on the CPU (the centre frames for video)
         self.tc_pairs = tc_pairs
@@ -71,5 +72,6 @@ class Validator:
         metrics.update(self.reference)
         n = self.grid_n
         lr01 = centre_frame(self.lr01[:n])
-        grid = make_grid(sr01[:n], self.bicubic01[:n], lr01, to_float01(self.hr_uint8[:n]), self.scale)
+        grid = make_grid(sr01[:n], self.bicubic01[:n], lr01, to_float01(self.hr_uint8[:n]), self.scale,
+                         spectra=self.grid_spectra)
         return metrics, grid
