@@ -23,6 +23,7 @@ GRID = {
 
 
 def spec(space=SPACE, algorithm="tpe", **extra):
+    extra.setdefault("base", {"model.d_norm": "layer"})  # wgan_gp is sampled: it refuses batch norm in D
     return from_dict({"name": "s", "trials": extra.pop("trials", 8), "space": space,
                       "searcher": {"algorithm": algorithm, "seed": 3, "n_startup_trials": 2}, **extra})
 

@@ -17,7 +17,7 @@ def test_defaults_are_valid_and_flat_keys_cover_every_section():
     assert flat["scale"] == 2
     assert flat["loss.family"] == "lsgan"
     assert flat["schedule.d_steps_per_g"] == 2
-    assert {k.split(".")[0] for k in flat} == {"seed", "scale", "data", "model", "loss", "optim", "schedule", "runtime"}
+    assert {k.split(".")[0] for k in flat} == {"seed", "scale", "data", "model", "loss", "optim", "schedule", "runtime", "eval"}
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -90,7 +90,32 @@ def test_apply_overrides_does_not_mutate_and_parse_set_rejects_garbage():
 
 
 def test_round_trip_through_dict():
-    cfg = load_config(overrides={"loss.family": "wgan_gp", "seed": 7})
+    cfg = load_config(overrides={"loss.family": "wgan_gp", "model.d_norm": "layer", "seed": 7,
+                                 "eval.benchmarks": ["Set5", "/data/mine"]})
     again = load_config(base=cfg.to_dict())
     assert again == cfg
     assert isinstance(again, TrialConfig)
+
+
+def test_wgan_gp_refuses_batch_norm_in_d():
+    with pytest.raises(ConfigError, match=r"^model\.d_norm: batch with loss\.family wgan_gp.*use model\.d_norm layer or none$"):
+        load_config(overrides={"loss.family": "wgan_gp"})
+    for norm in ("layer", "none"):
+        assert load_config(overrides={"loss.family": "wgan_gp", "model.d_norm": norm}).model.d_norm == norm
+    with pytest.raises(ConfigError, match="model.d_norm: got 'instance', expected one of 'batch' | 'layer' | 'none'"):
+        load_config(overrides={"model.d_norm": "instance"})
+
+
+def test_pretrain_betas_and_eval_section():
+    cfg = load_config(overrides=parse_set_args(["optim.beta1_pretrain=0.5", "eval.benchmarks=[Set5]", "eval.max_pixels=null"]))
+    assert (cfg.optim.beta1_pretrain, cfg.optim.beta2_pretrain) == (0.5, 0.999)
+    assert cfg.eval.benchmarks == ["Set5"] and cfg.eval.max_pixels is None
+    assert load_config().eval.benchmarks == ["Set5", "Set14", "BSD100", "Urban100"]
+    with pytest.raises(ConfigError, match="optim.beta2_pretrain: got 1.0"):
+        load_config(overrides={"optim.beta2_pretrain": 1.0})
+    with pytest.raises(ConfigError, match=r"eval.benchmarks\[1\]: got 5"):
+        load_config(overrides={"eval.benchmarks": ["Set5", 5]})
+    with pytest.raises(ConfigError, match="eval.benchmarks: got 'Set5', expected a list of str"):
+        load_config(overrides={"eval.benchmarks": "Set5"})
+    with pytest.raises(ConfigError, match="eval.max_pixels: got 0"):
+        load_config(overrides={"eval.max_pixels": 0})

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import TrialConfig, from_dict
+from trainables.degrade import bicubic_up
 from trainables.models import (
     UPSAMPLERS,
     Discriminator,
@@ -44,11 +45,12 @@ def test_bicubic_skip_starts_at_bicubic(scale):
     torch.manual_seed(0)
     g = Generator(scale, channels=8, blocks=2, upsampler="pixel_shuffle", global_skip="bicubic")
     lr = torch.rand(2, 3, 8, 8)
-    bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False) * 2 - 1
+    bicubic = bicubic_up(lr, scale) * 2 - 1  # the baseline row's kernel (a = -0.5), not torch's default a = -0.75
     with torch.no_grad():
         sr = g(lr)
-    assert (sr - bicubic).abs().mean() < 0.05
-    torch.testing.assert_close(sr, bicubic.clamp(-1, 1))  # zero-initialised last conv
+    torch.testing.assert_close(sr, bicubic)  # zero-initialised last conv: SR is the baseline row at step 0
+    torch_default = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1) * 2 - 1
+    assert (sr - torch_default).abs().max() > 1e-3  # the other kernel would differ
 
 
 def test_extra_input_channels_skip_uses_first_three():
@@ -57,7 +59,7 @@ def test_extra_input_channels_skip_uses_first_three():
     lr = torch.rand(1, 15, 8, 8)
     with torch.no_grad():
         sr = g(lr)
-    expected = (F.interpolate(lr[:, :3], scale_factor=2, mode="bicubic", align_corners=False) * 2 - 1).clamp(-1, 1)
+    expected = bicubic_up(lr[:, :3], 2) * 2 - 1
     assert sr.shape == (1, 3, 16, 16)
     torch.testing.assert_close(sr, expected)
 
@@ -72,7 +74,7 @@ def test_generator_rejects_bad_arguments():
 
 
 @pytest.mark.parametrize("patch", [64, 96, 128])
-@pytest.mark.parametrize("norm", ["batch", "none"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
 def test_discriminator_patch_sizes(patch, norm):
     torch.manual_seed(0)
     d = Discriminator(patch, channels=4, dense=8, norm=norm)
@@ -84,7 +86,7 @@ def test_discriminator_rejects_bad_sizes():
     with pytest.raises(ValueError, match="multiple of 16"):
         Discriminator(50, channels=4, dense=8)
     with pytest.raises(ValueError, match="norm"):
-        Discriminator(64, channels=4, dense=8, norm="layer")
+        Discriminator(64, channels=4, dense=8, norm="instance")
     d = Discriminator(64, channels=4, dense=8)
     with pytest.raises(ValueError, match="64x64"):
         d(torch.zeros(1, 3, 96, 96))
@@ -113,8 +115,30 @@ def test_builders_follow_config():
     assert g(torch.rand(1, 3, 24, 24)).shape == (1, 3, 96, 96)
     assert d.patch_size == 96
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
-    wgan = from_dict({"loss": {"family": "wgan_gp"}})
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build_discriminator(wgan).modules())
+    # the loss family never changes D: only model.d_norm does
+    lsgan_none = from_dict({"model": {"d_norm": "none"}})
+    wgan_none = from_dict({"loss": {"family": "wgan_gp"}, "model": {"d_norm": "none"}})
+    for c in (lsgan_none, wgan_none):
+        assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in build_discriminator(c).modules())
+    torch.manual_seed(0)
+    a = build_discriminator(lsgan_none).state_dict()
+    torch.manual_seed(0)
+    b = build_discriminator(wgan_none).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    layer = build_discriminator(from_dict({"loss": {"family": "wgan_gp"}, "model": {"d_norm": "layer"}}))
+    norms = [m for m in layer.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 7 and all(n.num_groups == 1 for n in norms)
+
+
+def test_layer_norm_is_per_sample():
+    # the WGAN-GP penalty needs D(x_i) to depend on x_i alone: true for "layer" and "none", not "batch"
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 16, 16)
+    for norm, independent in (("layer", True), ("none", True), ("batch", False)):
+        d = Discriminator(16, channels=2, dense=4, norm=norm).train()
+        alone = d(x[:2])  # two samples: BatchNorm needs more than one value per channel
+        together = d(x)[:2]
+        assert torch.allclose(alone, together, atol=1e-5) == independent, norm
 
 
 def test_default_config_builds():
