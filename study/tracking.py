@@ -1,10 +1,11 @@
 """MLflow tracking: a study is a parent run, each trial a child run with curves, grids and its generator.
 
 The driver creates the experiment and the parent run before any trial starts (fresh
-SQLite stores race when many processes create the schema at once). Rank 0 of each
-trial logs its child run; a resumed or retried trial finds its child run by the tag
-`srstudy.trial_id` and continues it, so there are no duplicates. After the study the
-driver settles every child's final status and logs each trial's best generator.
+SQLite stores race when many processes create the schema at once). The driver also
+writes the child runs, from the results Tune accepted (study/recorder.py says why); a
+resumed or retried trial finds its child run by the tag `srstudy.trial_id` and continues
+it, logging no epoch twice. After the study the driver settles every child's final
+status and logs each trial's best generator.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ STATUS = "srstudy.status"
 PARENT = "mlflow.parentRunId"
 GRID_KEY = "sample_grid"
 # MLflow run states for the trial statuses the study table uses
-RUN_STATE = {"completed": "FINISHED", "stopped early": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+RUN_STATE = {"completed": "FINISHED", "stopped early": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
+             "interrupted": "KILLED"}
+SPEC_HASH = "srstudy.spec_hash"
 
 
 def resolve_tracking_uri(cli: str | None, spec: str | None) -> str:
@@ -71,6 +74,22 @@ class StudyTracker:
         # GenAI overview: the runs are under "Model training" / the runs URL, see README)
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.parent_run_id: str | None = None
+
+    def find_parent(self, spec_hash: str) -> str | None:
+        """The parent run a `--resume` continues: this study's latest unfinished run of the same spec.
+
+        Found from MLflow itself (tags), not from a file beside the results, so a study whose
+        results live on object storage resumes into the same parent and child runs.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study}' "
+                          f"and tags.`{SPEC_HASH}` = '{spec_hash}'",
+            order_by=["attributes.start_time DESC"], max_results=100)
+        for run in runs:
+            if run.info.status != "FINISHED":
+                return run.info.run_id
+        return None
 
     def start(self, spec_yaml: str, plan: list[str], spec_hash: str, description: str,
               resume_run_id: str | None = None) -> str:
@@ -161,7 +180,7 @@ def log_generator(run_id: str, checkpoint_dir: str) -> None:
 
 
 class TrialTracker:
-    """Rank 0 of one trial: its child run's params, per-epoch metrics and sample grids."""
+    """One trial's child run: params, per-epoch metrics and sample grids (written by the driver)."""
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, study: str, spec_hash: str,
                  git_commit: str | None, trial_id: str, trial_name: str, sampled: dict[str, Any], repeat: int):
@@ -184,9 +203,12 @@ class TrialTracker:
             [self.experiment_id],
             filter_string=f"tags.`{TRIAL_ID}` = '{self.trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
             max_results=1)
+        self.logged: set[int] = set()
         if found:  # a resumed or retried trial continues its own child run
             self.run_id = found[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
+            # the epochs it already holds (phase_gan is logged for every epoch)
+            self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "phase_gan")}
         else:
             run = self.client.create_run(self.experiment_id, run_name=self.trial_name,
                                          tags={**self.tags, "srstudy.seed": str(cfg.seed)})
@@ -196,7 +218,12 @@ class TrialTracker:
         self.client.set_tag(self.run_id, STATUS, "running")
         return self.run_id
 
-    def log_epoch(self, metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+    def has_epoch(self, epoch: int) -> bool:
+        return epoch in self.logged
+
+    def log_epoch(self, metrics: dict[str, Any], grid=None) -> None:
+        """One epoch's numeric metrics at step = epoch, and its sample grid (a PIL image, else the
+        file at metrics['grid_path']) as the image `sample_grid` of that step."""
         step = int(metrics["epoch"])
         numeric = {k: float(v) for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
@@ -204,12 +231,15 @@ class TrialTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, step)
                                                     for k, v in numeric.items()])
-        grid = metrics.get("grid_path")
-        if grid and Path(grid).is_file():
+        self.logged.add(step)
+        path = metrics.get("grid_path")
+        if grid is None and path and Path(path).is_file():
             from PIL import Image
 
+            grid = Image.open(path)
+        if grid is not None:
             # per-step images under one key: the run page's image grid steps through them
-            self.client.log_image(self.run_id, Image.open(grid), key=GRID_KEY, step=step)
+            self.client.log_image(self.run_id, grid, key=GRID_KEY, step=step)
         if metrics.get("status") in ("completed", "diverged"):
             self.client.set_tag(self.run_id, STATUS, metrics["status"])
 
