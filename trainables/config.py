@@ -108,7 +108,7 @@ class LossConfig:
     pixel: Literal["mse", "l1", "charbonnier"] = "mse"
     charbonnier_eps: float = 1e-3  # in the [-1, 1] units of HR and SR
     # frequency-space content loss (trainables.fourier.fourier_loss), added to G's loss in pretraining
-    # and in the GAN phase: L1 of windowed-FFT amplitudes and/or 1 - cos of the phase difference
+    # and in the GAN phase: L1 of windowed-FFT amplitudes and/or the HR-amplitude-weighted phase error
     fourier_weight: float = 0.0
     fourier_terms: Literal["amplitude", "phase", "both"] = "both"
 

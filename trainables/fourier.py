@@ -93,8 +93,12 @@ def fourier_loss(sr: Tensor, hr: Tensor, terms: str = "both") -> Tensor:
     """Frequency-space content loss between SR and HR, (B, C, H, W) in [-1, 1] -> scalar.
 
     amplitude: mean over frequencies of |A_sr - A_hr| (L1 of the windowed amplitudes).
-    phase: mean over frequencies of |u_sr - u_hr|^2 / 2 for the guarded unit phasors u,
-    i.e. 1 - cos(phase difference) where both amplitudes are well above EPS; in [0, 2].
+    phase: mean over frequencies of A_hr * |u_sr - u_hr| for the guarded unit phasors u,
+    i.e. |A_hr * u_sr - X_hr|: the error SR's phase alone would cause at HR's amplitude,
+    2 A_hr |sin(dphase / 2)|. Weighting by A_hr puts the term in the amplitude term's
+    units (by the triangle inequality the two bound the complex L1 error |X_sr - X_hr|) and
+    drops the phases of near-empty frequencies, which are noise: an unweighted phase term
+    on photographs had ~5000x the gradient norm of pixel MSE, this one ~65x.
     both: their sum. Zero for identical images; finite gradients on flat patches.
     """
     if terms not in FOURIER_TERMS:
@@ -105,7 +109,7 @@ def fourier_loss(sr: Tensor, hr: Tensor, terms: str = "both") -> Tensor:
         loss = loss + (amplitude(z_sr) - amplitude(z_hr)).abs().mean()
     if terms in ("phase", "both"):
         d = phasor(z_sr) - phasor(z_hr)
-        loss = loss + 0.5 * (d.real.square() + d.imag.square()).mean()
+        loss = loss + (amplitude(z_hr) * d.abs()).mean()  # complex abs: gradient sgn(0) = 0 at d = 0
     return loss
 
 
