@@ -13,6 +13,8 @@ before anything else is decoded:
 - `stl10`: STL-10's binary files (`stl10_binary/*_X.bin`, 96x96) under `data.path`.
 - `imagenet64`: downsampled-ImageNet `.npz` batches (`data`: (N, 3*S*S) uint8 rows,
   R, G and B planes one after another), a folder of them or one file.
+- `div2k`: the DIV2K / Flickr2K layout of HR images, validated on DIV2K_valid_HR when
+  present; download, checksum and decoded-image cache in `trainables.div2k`.
 
 Split rule (every source but `builtin`): with n images, `n_val = data.val_images` when
 n >= 4 * val_images, else max(1, n // 4); the validation images are `n_val` indices
@@ -78,6 +80,10 @@ def load_images(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Decode `cfg.source` into (train, val) lists of uint8 (H, W, 3) RGB arrays."""
     if cfg.source == "builtin":
         return _load_builtin(cfg)
+    if cfg.source == "div2k":  # its own split (the official validation folder); imported here: it imports us
+        from trainables.div2k import load_div2k
+
+        return load_div2k(cfg)
     images = READERS[cfg.source](cfg)
     if len(images) < 2:
         raise UserError(f"data.path {cfg.path}: found {len(images)} image(s); need at least 2 "

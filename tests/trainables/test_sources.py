@@ -1,8 +1,10 @@
 """Data sources: each real on-disk format decodes to the right pixels, in order, split by image."""
 
+import os
 import socket
 import types
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,3 +335,122 @@ def test_builtin_without_scikit_image_says_what_to_do(monkeypatch):
                         lambda name, *a: None if name == "skimage" else real(name, *a))
     with pytest.raises(UserError, match="scikit-image"):
         load_images(DataConfig())
+
+
+# ----------------------------------------------------------------------------- div2k
+
+
+def _write_div2k(root, train=5, valid=3, flickr=1, seed=0):
+    """A DIV2K-layout folder of random RGB PNGs; returns {relative path: array}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    folders = [("DIV2K_train_HR", range(1, train + 1), "{:04d}.png"),
+               ("DIV2K_valid_HR", range(801, 801 + valid), "{:04d}.png"),
+               ("Flickr2K/Flickr2K_HR", range(1, flickr + 1), "{:06d}.png")]
+    for folder, numbers, pattern in folders:
+        if not numbers:
+            continue
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for n in numbers:
+            arr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / folder / pattern.format(n))
+            written[f"{folder}/{pattern.format(n)}"] = arr
+    return written
+
+
+def test_div2k_reads_the_layout_validates_on_the_valid_folder_and_caches(tmp_path, monkeypatch):
+    from trainables import div2k
+
+    written = _write_div2k(tmp_path)
+    cfg = DataConfig(source="div2k", path=str(tmp_path), val_images=2, patch_size=32)
+    train, val = load_images(cfg)
+    want_train = [written[f"DIV2K_train_HR/{n:04d}.png"] for n in range(1, 6)] + [written["Flickr2K/Flickr2K_HR/000001.png"]]
+    assert len(train) == 6 and all(np.array_equal(a, b) for a, b in zip(train, want_train))
+    # two of the three official validation images, spread evenly: 0801 and 0803
+    assert all(np.array_equal(a, written[f"DIV2K_valid_HR/{n:04d}.png"]) for a, n in zip(val, (801, 803)))
+    assert len(list((tmp_path / ".srstudy-cache").glob("*.npy"))) == 8
+    # a second trial maps the cached arrays and decodes nothing
+    monkeypatch.setattr(div2k, "decode_image", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    train2, val2 = load_images(cfg)
+    assert all(isinstance(a, np.memmap) and np.array_equal(a, b) for a, b in zip(train2 + val2, train + val))
+    monkeypatch.undo()
+    assert [a.shape for a in load_images(DataConfig(source="div2k", path=str(tmp_path), limit=2, patch_size=32))[0]] == [(40, 48, 3)] * 2
+    # an edited image is decoded afresh (size and mtime are in the entry's name)
+    new = np.full((40, 48, 3), 7, np.uint8)
+    Image.fromarray(new).save(tmp_path / "DIV2K_train_HR" / "0001.png")
+    os.utime(tmp_path / "DIV2K_train_HR" / "0001.png", ns=(1, 1))
+    assert np.array_equal(load_images(cfg)[0][0], new)
+
+
+def test_div2k_without_a_valid_folder_splits_training_images_and_errors_are_one_line(tmp_path):
+    _write_div2k(tmp_path, train=8, valid=0, flickr=0)
+    train, val = load_images(DataConfig(source="div2k", path=str(tmp_path), val_images=1, cache_decoded=False,
+                                            patch_size=32))
+    assert (len(train), len(val)) == (7, 1) and not (tmp_path / ".srstudy-cache").exists()
+    for path, words in ((tmp_path / "nothing", "DIV2K_train_HR"),):
+        with pytest.raises(UserError, match=words) as err:
+            load_images(DataConfig(source="div2k", path=str(path)))
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="patch_size 64"):
+        load_images(DataConfig(source="div2k", path=str(tmp_path), patch_size=64))
+
+
+def _zip_of(folder, zip_path):
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for f in sorted(folder.rglob("*.png")):
+            zf.write(f, f.relative_to(folder.parent).as_posix())
+    return zip_path
+
+
+def test_div2k_download_checks_the_published_checksum_and_unpacks(tmp_path, monkeypatch):
+    import hashlib
+
+    from trainables import div2k
+
+    src = tmp_path / "server"
+    written = _write_div2k(src, train=4, valid=2, flickr=0)
+    archives = {}
+    for name in ("DIV2K_train_HR", "DIV2K_valid_HR"):
+        z = _zip_of(src / name, tmp_path / f"{name}.zip")
+        data = z.read_bytes()
+        archives[name] = div2k.Archive(z.as_uri(), len(data), hashlib.sha256(data).hexdigest(), name)
+    monkeypatch.setattr(div2k, "ARCHIVES", archives)
+    root = tmp_path / "data"
+    train, val = load_images(DataConfig(source="div2k", path=str(root), download=True, val_images=1, patch_size=32))
+    assert len(train) == 4 and np.array_equal(val[0], written["DIV2K_valid_HR/0802.png"])
+    assert (root / "DIV2K_train_HR.zip").is_file()
+
+    good = archives["DIV2K_valid_HR"]
+    wrong = div2k.Archive(good.url, good.size, "0" * 64, good.folder)
+    with pytest.raises(UserError, match="SHA-256") as err:
+        div2k.fetch(wrong, tmp_path / "wrong")
+    assert "\n" not in str(err.value)
+
+    # a download cut short: the size is not the published one
+    cut = tmp_path / "cut" / "DIV2K_valid_HR.zip"
+    cut.parent.mkdir()
+    cut.write_bytes(Path(tmp_path / "DIV2K_valid_HR.zip").read_bytes()[:-100])
+    with pytest.raises(UserError, match="truncated") as err:
+        div2k.fetch(good, cut.parent)
+    assert "\n" not in str(err.value)
+
+    # a damaged archive that matches its (recorded) checksum still fails as one line when unpacked
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(Path(tmp_path / "DIV2K_valid_HR.zip").read_bytes()[:-100])
+    with pytest.raises(UserError, match="not a readable zip") as err:
+        div2k.extract(broken, tmp_path / "out")
+    assert "\n" not in str(err.value)
+
+    # no network: a one-line error naming the URL
+    offline = div2k.Archive("file:///nonexistent/DIV2K_train_HR.zip", 1, "0" * 64, "DIV2K_train_HR")
+    with pytest.raises(UserError, match="fetching file:///nonexistent") as err:
+        div2k.fetch(offline, tmp_path / "offline")
+    assert "\n" not in str(err.value)
+
+
+def test_div2k_may_download_other_sources_may_not():
+    from trainables.config import ConfigError, load_config
+
+    assert load_config(overrides={"data.source": "div2k", "data.path": "x", "data.download": True}).data.download
+    with pytest.raises(ConfigError, match="data.download"):
+        load_config(overrides={"data.source": "folder", "data.path": "x", "data.download": True})
