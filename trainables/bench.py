@@ -2,19 +2,23 @@
 
     python -m trainables.bench                       # default small CPU size, both phases
     python -m trainables.bench --channels 64 --blocks 8 --d-channels 32 --steps 20
+    python -m trainables.bench --paper-size --device cuda --precision bf16 --compile max-autotune
 
 "trainer" is `Trainer.run_epoch` itself on the real DataLoader (patch cutting, collation,
 degradation, loss bookkeeping, divergence checks included); "bare" is the least a
 hand-written loop must do: it takes pre-cut uint8 HR batches, makes LR with
 `bicubic_down` and runs the same G/D updates with the same loss functions and Adam
-settings. Runs alternate (trainer, bare, trainer, ...) after one untimed warm-up of
-each, so load from other processes hits both alike; the table gives medians. A ratio
-(trainer / bare images/s) near 1 means the trainer adds no overhead worth removing.
+settings (and the same precision and compile mode). Runs alternate (trainer, bare,
+trainer, ...) after one untimed warm-up of each, so load from other processes hits both
+alike; the table gives medians. A ratio (trainer / bare images/s) near 1 means the
+trainer adds no overhead worth removing. FLOPs per image are counted once per mode
+(torch.utils.flop_counter, one eager bare step); TFLOP/s is that times the trainer's images/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -22,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from trainables.compiling import compile_models
 from trainables.config import VIDEO_SOURCES, TrialConfig, load_config, parse_set_args
 from trainables.data import TrainPatches, load_images, make_loader
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
@@ -32,6 +37,9 @@ from trainables.models import build_discriminator, build_generator
 from trainables.train import Trainer
 
 MODES = ("gan", "pretrain")
+# --paper-size: the paper's G (64 ch x 16 blocks) and D (64 / 1024), batch 64, 32x32 LR patches
+PAPER_SIZE = {"model.g_channels": 64, "model.g_blocks": 16, "model.d_channels": 64, "model.d_dense": 1024,
+              "schedule.batch_size": 64}
 
 
 class BareLoop:
@@ -47,26 +55,32 @@ class BareLoop:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
         self.adversarial = ADVERSARIAL[cfg.loss.family]
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
+        compile_models(cfg, self.generator, self.discriminator)
 
     def pretrain(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        loss = pixel_mse(self.generator(lr), hr)
+        with self.autocast:
+            loss = pixel_mse(self.generator(lr).float(), hr)
         self.opt_pre.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_pre.step()
 
     def gan(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
         cfg, adv, G, D = self.cfg, self.adversarial, self.generator, self.discriminator
-        sr = G(lr)  # (B, 3, P, P) in [-1, 1]
+        with self.autocast:
+            sr = G(lr)  # (B, 3, P, P) in [-1, 1]
         fake = sr.detach()
         for _ in range(cfg.schedule.d_steps_per_g):  # (1) update D
-            loss_d = adv.d_loss(D(hr), D(fake))
+            with self.autocast:
+                loss_d = adv.d_loss(D(hr).float(), D(fake).float())
             if cfg.loss.family == "wgan_gp":
                 loss_d = loss_d + cfg.loss.gp_weight * gradient_penalty(D, hr, fake)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
         D.requires_grad_(False)  # (2) update G through a frozen D
-        loss_g = cfg.loss.pixel_weight * pixel_mse(sr, hr) + cfg.loss.beta * adv.g_loss(D(sr))
+        with self.autocast:
+            loss_g = cfg.loss.pixel_weight * pixel_mse(sr.float(), hr) + cfg.loss.beta * adv.g_loss(D(sr).float())
         D.requires_grad_(True)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -115,10 +129,14 @@ def run_bench(
 
 def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
          progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no CUDA device here")
     device = torch.device("cuda" if cfg.runtime.device != "cpu" and torch.cuda.is_available() else "cpu")
     train_images, _ = load_images(cfg.data)
     dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
                            length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+    if cfg.data.num_workers == 0:  # as `train`: batches are cut on (or copied to) the device
+        dataset.place(device, cfg.data.device_cache_mb)
     loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, seed=cfg.seed)
     trainer = Trainer(cfg, DistInfo(0, 1, 0), device)
     bare = BareLoop(cfg, device)
@@ -153,6 +171,7 @@ def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
             if progress is not None:
                 progress(f"  {mode} run {r + 1}/{repeats}: trainer {runs['trainer'][-1][0]:.1f} img/s, "
                          f"bare {runs['bare'][-1][0]:.1f} img/s")
+        flops = count_flops(cfg, device, mode, batches[0])
         wall = {k: [w for w, _ in v] for k, v in runs.items()}
         cpu = {k: [c for _, c in v] for k, v in runs.items()}
         t, b = statistics.median(wall["trainer"]), statistics.median(wall["bare"])
@@ -163,20 +182,51 @@ def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
             # work per image, blind to time spent waiting for a core: steadiest on a shared machine
             "cpu_ratio": statistics.median(cpu["trainer"]) / statistics.median(cpu["bare"]),
             "trainer_runs": wall["trainer"], "bare_runs": wall["bare"],
+            "gflop_per_image": flops / 1e9, "tflops": flops * t / 1e12,
         })
     return results
 
 
+def count_flops(cfg: TrialConfig, device: torch.device, mode: str, batch: torch.Tensor) -> float:
+    """FLOPs per image of one step of `mode` (G forward and backward, D's steps), counted on an eager,
+    fp32 copy of the bare loop (compiled kernels do the same arithmetic, fused)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    eager = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, compile="none", precision="fp32"))
+    loop = BareLoop(eager, device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loop.run([batch], mode)
+    return counter.get_total_flops() / batch.shape[0]
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    line = "{:<9} {:>16} {:>13} {:>7} {:>11} {:>10}"
-    out = [line.format("mode", "trainer img/s", "bare img/s", "ratio", "pair ratio", "CPU ratio")]
+    line = "{:<9} {:>16} {:>13} {:>7} {:>11} {:>10} {:>10} {:>9}"
+    out = [line.format("mode", "trainer img/s", "bare img/s", "ratio", "pair ratio", "CPU ratio", "GFLOP/img",
+                       "TFLOP/s")]
     for r in results:
         out.append(line.format(r["mode"], f"{r['trainer']:.1f}", f"{r['bare']:.1f}", f"{r['ratio']:.3f}",
-                               f"{r['pair_ratio']:.3f}", f"{r['cpu_ratio']:.3f}"))
+                               f"{r['pair_ratio']:.3f}", f"{r['cpu_ratio']:.3f}", f"{r['gflop_per_image']:.2f}",
+                               f"{r['tflops']:.3f}"))
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides from the CLI: --paper-size first, then --set, then the explicit flags."""
+    overrides = dict(PAPER_SIZE) if args.paper_size else {}
+    overrides.update(parse_set_args(args.overrides))
+    if args.paper_size:  # the paper's 32x32 LR input: HR 64 at x2, 128 at x4
+        overrides.setdefault("data.patch_size", 32 * (args.scale or overrides.get("scale") or 2))
+    for flag, key in (("channels", "model.g_channels"), ("blocks", "model.g_blocks"),
+                      ("d_channels", "model.d_channels"), ("batch", "schedule.batch_size"),
+                      ("threads", "runtime.threads"), ("device", "runtime.device"),
+                      ("precision", "runtime.precision"), ("compile", "runtime.compile"), ("scale", "scale")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    return overrides
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainables.bench", description=__doc__.splitlines()[0])
     p.add_argument("--channels", type=int, default=None, help="generator width (default: model.g_channels)")
     p.add_argument("--blocks", type=int, default=None, help="generator residual blocks (default: model.g_blocks)")
@@ -186,23 +236,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each loop per mode (default 5)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated, from gan,pretrain (default both)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: runtime.device (auto)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: runtime.precision (fp32)")
+    p.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"), default=None,
+                   help="torch.compile mode for G and D (default: runtime.compile, none)")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=None, help="upscaling factor (default: scale)")
+    p.add_argument("--paper-size", action="store_true",
+                   help="G 64 ch x 16 blocks, D 64 / 1024, batch 64, 32x32 LR patches (other flags still apply)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other config value, e.g. --set loss.family=wgan_gp (repeatable)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.steps < 1 or args.repeats < 1:
             raise UserError("--steps and --repeats must be >= 1")
-        overrides = parse_set_args(args.overrides)
-        for flag, key in (("channels", "model.g_channels"), ("blocks", "model.g_blocks"),
-                          ("d_channels", "model.d_channels"), ("batch", "schedule.batch_size"),
-                          ("threads", "runtime.threads")):
-            if getattr(args, flag) is not None:
-                overrides[key] = getattr(args, flag)
-        cfg = bench_config(overrides, args.steps)
+        cfg = bench_config(cli_overrides(args), args.steps)
         m, s = cfg.model, cfg.schedule
         print(f"G {m.g_channels} ch x {m.g_blocks} blocks, D {m.d_channels} ch, {cfg.loss.family}, "
               f"batch {s.batch_size}, patch {cfg.data.patch_size}, x{cfg.scale}, d_steps_per_g {s.d_steps_per_g}, "
-              f"{args.steps} steps x {args.repeats} runs, torch threads {cfg.runtime.threads or torch.get_num_threads()}",
+              f"{args.steps} steps x {args.repeats} runs, torch threads {cfg.runtime.threads or torch.get_num_threads()}, "
+              f"device {cfg.runtime.device}, {cfg.runtime.precision}, compile {cfg.runtime.compile}",
               flush=True)
         results = run_bench(cfg, [x.strip() for x in args.modes.split(",") if x.strip()], args.repeats,
                             progress=lambda s: print(s, flush=True))
@@ -211,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n" + format_table(results))
     print("\nmedian images/s over the runs; ratio = trainer / bare of the medians; pair ratio = median of the\n"
-          "per-pair ratios; CPU ratio = the same for images per CPU-second (target >= 0.97 for each)")
+          "per-pair ratios; CPU ratio = the same for images per CPU-second (target >= 0.97 for each);\n"
+          "GFLOP/img = one step's FLOPs per image (G forward + backward, D steps); TFLOP/s = that x trainer img/s")
     return 0
 
 
