@@ -24,17 +24,17 @@ matplotlib.use("Agg")  # before anything imports pyplot: reports run on headless
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports import figures, tables  # noqa: E402
+from reports import figures, tables, verdicts  # noqa: E402
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
-from trainables.errors import UserError  # noqa: E402
+from trainables.errors import ArgumentParser, UserError, check_sqlite_store, check_writable_dir  # noqa: E402
 
 TOP = 8  # groups shown in the sample-grid figure and coloured in the curves
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
     p.add_argument("study", help="study name (its MLflow experiment)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
@@ -266,6 +266,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UserError(f"--top {args.top}: expected at least 1 group")
     uri = resolve_tracking_uri(args.tracking_uri)
+    # a store that is not one (an empty or text file) is refused before MLflow writes its schema into it
+    check_sqlite_store(uri, "--tracking-uri" if args.tracking_uri else "tracking URI", must_exist=True)
+    if args.out:
+        check_writable_dir(args.out, "--out")
     study = load_study(args.study, uri, args.parent_run_id)
     out = Path(args.out) if args.out else Path("reports_out") / study.name
     counts = study.trials["status"].value_counts()

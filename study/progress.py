@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
 
 from ray.tune import Callback
 
 from study.spec import StudySpec
+
+# set by study.run when Ctrl-C or SIGTERM arrives: Tune then stops the running trials, and
+# those stops are interruptions, not the scheduler's early stops
+INTERRUPTED = threading.Event()
 
 
 class ProgressPrinter(Callback):
@@ -47,7 +52,7 @@ class ProgressPrinter(Callback):
         last = trial.last_result or {}
         status = last.get("status", "?")
         if status == "running":
-            status = "stopped early"
+            status = "interrupted" if INTERRUPTED.is_set() else "stopped early"
         self._say(f"{self._tag(trial)} {status} after {last.get('epoch', 0)} epochs "
                   f"({self.done}/{self.spec.total_trials} done)")
 

@@ -13,18 +13,48 @@ TRIAL_INDEX = "__trial_index__"
 SHOWN_METRICS = ("val_psnr", "val_ssim", "val_hf")
 
 
-def trial_status(last: dict[str, Any], error: Any) -> str:
-    """completed | stopped early (the scheduler ended it) | diverged | failed."""
+# Tune's states of a trial that had not ended when the study stopped (Ctrl-C, SIGTERM)
+UNFINISHED = ("PENDING", "RUNNING", "PAUSED")
+
+
+def trial_status(last: dict[str, Any], error: Any, tune_status: str | None = None) -> str:
+    """completed | stopped early (the scheduler ended it) | diverged | failed | interrupted.
+
+    `tune_status` is the trial's state in Tune's last snapshot before the study stopped
+    (see `unfinished_trials`); a trial still pending or running there was interrupted,
+    never "stopped early" (which means the scheduler, ASHA, ended it).
+    """
     if error is not None:
         return "failed"
     status = last.get("status")
     if status in ("completed", "diverged"):
         return status
+    if tune_status in UNFINISHED:
+        return "interrupted"
     return "stopped early"
 
 
-def summarize(spec: StudySpec, results) -> pd.DataFrame:
+def snapshot_states(results) -> dict[str, str]:
+    """trial id -> Tune state in the study's last saved snapshot (written before trials are torn down).
+
+    After an interruption Tune stops the running trials and marks them TERMINATED in
+    memory, which reads like a scheduler's stop; the snapshot on storage still says
+    RUNNING (or PENDING), which is the truth the table needs.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem)
+    states: dict[str, str] = {}
+    for trial in analysis.trials:
+        # a trial that never reported has no trial_id metric: the table keys it by its folder name
+        states[trial.trial_id] = states[str(trial.path).rstrip("/").rsplit("/", 1)[-1]] = trial.status
+    return states
+
+
+def summarize(spec: StudySpec, results, states: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per trial from a Tune ResultGrid, sorted by the (first) objective.
+
+    `states` (trial id -> Tune state, from `snapshot_states`) marks interrupted trials.
 
     Metrics are taken at the trial's best epoch for the first objective (so a trial that
     peaked and then degraded is credited with its peak, as the paper's tables are).
@@ -39,7 +69,7 @@ def summarize(spec: StudySpec, results) -> pd.DataFrame:
         for key in spec.space:
             row[key] = config.get(key)
         row["seed"] = spec.base_config.seed + int(config.get(TRIAL_INDEX, 0))
-        row["status"] = trial_status(last, result.error)
+        row["status"] = trial_status(last, result.error, (states or {}).get(row["trial_id"]))
         row["epochs"] = int(last.get("epoch", 0) or 0)
         best = _best_row(history, metric, mode)
         row["best_epoch"] = int(best["epoch"]) if best is not None and "epoch" in best else None

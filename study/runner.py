@@ -104,34 +104,45 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     from study.spec import from_dict as spec_from_dict
 
     spec = spec_from_dict(spec_dict)
-    sampled = {k: v for k, v in config.items() if k in spec.space}
+    sampled = {k: v for k, v in config.items() if k in searched_keys(spec)}
     repeat = int(config.get(TRIAL_INDEX, 0))
     cfg = trial_config(spec, sampled, repeat)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     r = spec.resources
+    train_storage = study_path(spec, storage) + "/train_runs"
+    pbt_run = None
+    if spec.scheduler.type == "pbt":  # a fresh Train run from Tune's checkpoint (own or a donor's)
+        from study.pbt import prepare
+
+        pbt_run = prepare(trial_id, train_storage)
     # where rank 0 puts its sample grids for the driver's MLflow records (when MLflow is on)
     grids = {"study_dir": study_path(spec, storage), "trial_id": trial_id} if tracking is not None else None
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"config": cfg.to_dict(), "grids": grids,
-                           "objective": list(spec.objective.metrics)},
+                           "objective": list(spec.objective.metrics),
+                           **(pbt_run.loop_config(trial_id, list(spec.scheduler.pbt.mutations)) if pbt_run else {})},
         scaling_config=ScalingConfig(
             num_workers=r.workers,
             use_gpu=r.gpus_per_worker > 0,
             resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
         ),
         run_config=RunConfig(
-            name=f"train-{trial_id}",  # stable: a restored trial resumes from its checkpoint
-            storage_path=study_path(spec, storage) + "/train_runs",
-            callbacks=[TuneReportCallback()],
+            # stable: a restored trial resumes from its checkpoint (PBT: fresh, from Tune's checkpoint)
+            name=pbt_run.run_name if pbt_run else f"train-{trial_id}",
+            storage_path=train_storage,
+            callbacks=pbt_run.callbacks if pbt_run else [TuneReportCallback()],
             # the best epoch by the first objective, plus (always) the latest to resume from
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
                                                checkpoint_score_order=spec.objective.modes[0]),
             failure_config=FailureConfig(max_failures=r.max_failures),  # then the trial fails
         ),
     )
-    trainer.fit()
+    if pbt_run is not None:
+        pbt_run.fit(trainer)  # reports each epoch to Tune with its checkpoint
+    else:
+        trainer.fit()
 
 
 def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, concurrency: int) -> tune.Tuner:
@@ -156,16 +167,22 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor, metric=o.metric, mode=o.mode)
+    param_space, tune_checkpoints, reuse = None, None, None
+    if spec.scheduler.type == "pbt":  # Tune's PBT takes no searcher: a random initial population
+        from study import pbt
+
+        search_alg, scheduler, param_space = pbt.search_alg(spec), pbt.make_scheduler(spec), pbt.param_space(spec)
+        tune_checkpoints, reuse = pbt.checkpoint_config(spec), False  # an exploited trial restarts its driver
     trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
                                      tracking=tracking)
     trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
     from study.progress import ProgressPrinter
 
     return tune.Tuner(
-        trainable,
+        trainable, param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.total_trials,
-                                    max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
+                                    max_concurrent_trials=concurrency, reuse_actors=reuse),
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0, checkpoint_config=tune_checkpoints,
                                   callbacks=[ProgressPrinter(spec), *recorders(spec, storage, tracking)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )

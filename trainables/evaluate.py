@@ -27,7 +27,7 @@ from torch import Tensor
 from trainables import checkpoint
 from trainables.config import TrialConfig
 from trainables.degrade import bicubic_down, bicubic_up, model_to_01, modcrop, nearest_up, to_float01, to_uint8
-from trainables.errors import UserError
+from trainables.errors import ArgumentParser, UserError
 from trainables.models import build_generator
 from trainables.metrics import METRIC_NAMES, SSIM_WINDOW, score_pair
 
@@ -59,14 +59,46 @@ def method_upscaler(method: str, scale: int) -> UpscaleFn:
     return functools.partial(METHODS[method], scale=scale)
 
 
+# what a checkpoint's state must hold: to score its generator, and to resume training from it
+GENERATOR_KEYS = ("generator",)
+RESUME_KEYS = ("generator", "discriminator", "opt_pre", "opt_g", "opt_d", "epoch")
+
+
+def read_checkpoint(folder: str | Path, flag: str, need: Sequence[str] = GENERATOR_KEYS,
+                    map_location: str | torch.device = "cpu") -> tuple[TrialConfig, dict]:
+    """`checkpoint.load` for a path a person gave: whatever is wrong with it is one UserError naming `flag`.
+
+    A state file of text or random bytes, a bare tensor, a state without the generator, a
+    config.yaml that is empty, a list or invalid: each is a bad input, not a crash.
+    """
+    try:
+        cfg, state = checkpoint.load(folder, map_location=map_location)
+    except UserError as exc:
+        raise UserError(f"{flag}: {exc}") from None
+    except Exception as exc:  # unpickling errors, YAML errors, schema errors of an old format
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"{flag} {folder}: unreadable checkpoint ({type(exc).__name__}: {reason}); pass a "
+                        "checkpoint folder written by trainables.train") from None
+    missing = [k for k in need if not isinstance(state, dict) or k not in state]
+    if missing:
+        got = f"a {type(state).__name__}" if not isinstance(state, dict) else f"keys {', '.join(map(str, state)) or 'none'}"
+        raise UserError(f"{flag} {folder}: not a trainables.train checkpoint (its state is {got}; missing "
+                        f"{', '.join(missing)})")
+    return cfg, state
+
+
 def load_generator(folder: Path) -> tuple[TrialConfig, torch.nn.Module]:
     """The generator of a checkpoint folder, in eval mode on the CPU, with its config."""
-    cfg, state = checkpoint.load(folder)
+    cfg, state = read_checkpoint(folder, "--checkpoint")
     if cfg.data.frames > 1:
         raise UserError(f"{folder}: a video generator (data.frames {cfg.data.frames}) needs {cfg.data.frames} "
                         "neighbouring frames per image; trainables.evaluate scores single images")
     generator = build_generator(cfg)
-    generator.load_state_dict(state["generator"])
+    try:
+        generator.load_state_dict(state["generator"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # weights of another model size than config.yaml says
+        raise UserError(f"--checkpoint {folder}: its generator weights do not fit the model its config.yaml "
+                        f"describes ({str(exc).splitlines()[-1].strip()[:120] or type(exc).__name__})") from None
     return cfg, generator.eval()
 
 
@@ -96,17 +128,16 @@ def list_images(folder: Path, where: str | None = None) -> list[Path]:
 
 
 def load_image(path: Path) -> Tensor:
-    """An image file -> (1, C, H, W) uint8: C = 1 for gray (L, 1, LA), else 3 (RGB; alpha dropped)."""
+    """An image file -> (1, C, H, W) uint8: C = 1 for gray (L, 1, LA, 16-bit scaled to 8), else 3 (RGB; alpha dropped)."""
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a corrupt file fails here, not later
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise UserError(
-                    f"{path}: mode {im.mode} (16-bit or float) is not supported "
-                    "(accepted: 8-bit gray, RGB, RGBA, palette)"
-                )
-            im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
-            arr = np.asarray(im)  # (H, W) or (H, W, 3) uint8
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float gray: to 8-bit levels
+                a = np.asarray(im).astype(np.float64)
+                arr = np.clip(np.rint(a / 257.0 if a.max() > 255 else a), 0, 255).astype(np.uint8)  # (H, W)
+            else:
+                im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
+                arr = np.asarray(im)  # (H, W) or (H, W, 3) uint8
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a readable image ({reason})") from None
@@ -159,15 +190,8 @@ def format_table(rows: Sequence[dict], mean: dict[str, float]) -> str:
     return "\n".join(out)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line (`error: ...`) with exit code 2, like UserError."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m trainables.evaluate",
         description="Y-channel PSNR/SSIM (SR benchmark protocol) and high-band energy ratio of an upscaler.",
     )

@@ -380,6 +380,7 @@ def _epoch_line(m: dict[str, Any]) -> str:
 
 def _check_resume(cfg: TrialConfig, folder: str) -> None:
     """--resume: a readable checkpoint of the same model (sizes, scale, frames), or one line saying why not."""
+    from trainables.errors import UserError
     from trainables.evaluate import RESUME_KEYS, read_checkpoint
 
     saved, _ = read_checkpoint(folder, "--resume", need=RESUME_KEYS)
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg, report=lambda m, _: say(_epoch_line(m), flush=True), out_dir=out,
                        resume_from=args.resume, progress=lambda s: say(s, flush=True))
     except UserError as exc:
-        _drop_if_empty(out, existed)
+        _drop_if_empty(out, created)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -449,10 +450,16 @@ def threading_is_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _drop_if_empty(out: Path, existed: bool) -> None:
-    """A run that failed on bad input leaves no empty output folder behind (one it made itself)."""
-    if not existed and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
+def _drop_if_empty(out: Path, created: Path | None) -> None:
+    """A run that failed on bad input leaves no empty folder behind (only those it made itself)."""
+    if created is None:
+        return
+    folder = out
+    while folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        if folder == created:
+            break
+        folder = folder.parent
 
 
 if __name__ == "__main__":
