@@ -21,6 +21,7 @@ is the time this run would have taken alone. `--clock wall` counts wall-clock ti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -31,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.config import TrialConfig, load_config, parse_set_args
+from trainables.config import TrialConfig, load_config, parse_set_args, validate
 from trainables.errors import UserError
 from trainables.evaluate import (benchmark_root, evaluate_folder, generator_upscaler, load_generator,
                                  mean_scores, method_upscaler)
@@ -66,7 +67,7 @@ def benchmark_config(source: str, path: str | None, overrides: dict[str, Any]) -
 
 
 def with_epochs(cfg: TrialConfig, epochs: int) -> TrialConfig:
-    return load_config(overrides={**cfg.flat(), "schedule.pretrain_epochs": epochs})
+    return validate(dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, pretrain_epochs=epochs)))
 
 
 def run_budget(cfg: TrialConfig, minutes: float, clock: Callable[[], float], out: Path,
