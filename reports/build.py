@@ -141,7 +141,8 @@ def _main_caption(spec: dict, groups: pd.DataFrame, bins: int | None) -> str:
     metric, mode = objs[0]
     spread = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
     grouping = "by each trial's own value" if not bins else f"in {bins} bins over the spec's range"
-    return (f"Groups of trials with equal searched settings (continuous settings {grouping}), ranked by mean "
+    return (f"Validation patches (the set each trial's epoch is selected on, so the selected epoch's score is "
+            f"optimistic; test-set scores are above). Groups of trials with equal searched settings (continuous settings {grouping}), ranked by mean "
             f"`{metric}` ({'higher' if mode == 'max' else 'lower'} is better); metrics at each trial's best epoch "
             f"(its best `{metric}`), {spread}. HF ratio: high-frequency energy of SR over HR (1 = HR's detail). "
             "Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at the last GAN "
@@ -196,6 +197,63 @@ def _figures_section(doc: Doc, study: Study, best: pd.DataFrame, groups: pd.Data
     return written
 
 
+def read_claims(spec: dict) -> tuple[tuple, str | None]:
+    """The logged spec's claims, parsed against its space's own shape (not today's trial config)."""
+    from study.claims import parse_claims
+    from study.space import StudySpecError, parse_param
+
+    try:
+        space = {k: parse_param(k, v) for k, v in (spec.get("space") or {}).items()}
+        return parse_claims(spec.get("claims"), space), None
+    except StudySpecError as exc:
+        return (), f"the logged spec's claims could not be read ({exc})"
+
+
+def _verdict_section(doc: Doc, spec: dict, best: pd.DataFrame) -> Table | None:
+    """The verdict table the report opens with (None when the spec declares no claims)."""
+    claims, problem = read_claims(spec)
+    doc.heading("Claims")
+    if problem:
+        doc.note(problem)
+    if not claims:
+        doc.para("The spec declares no claims (a spec's `claims:` list states what the study tests).")
+        return None
+    results = verdicts.judge_claims(claims, best)
+    header, rows = verdicts.verdict_table(results)
+    table = Table(header, rows, caption=(
+        "Per claim and comparison (A: the group expected better): each group's mean over its trials (one per "
+        "seed) with a 95% percentile-bootstrap interval (scipy.stats.bootstrap, 9999 resamples, fixed seed); "
+        "A − B of the judged quantity (|metric − target| for `closer`) with its interval; P(A better) = "
+        "Mann-Whitney U / (m n). holds: the interval of A − B excludes 0 in the expected direction; "
+        "contradicted: it excludes 0 the other way; not testable: fewer than 2 trials in a group; "
+        "inconclusive: otherwise, with the seeds per group that would decide it at the observed effect and "
+        "spread (80% power). Metrics at each trial's selected (best-validation) epoch; test-set scores, "
+        "gan_psnr_* from the final result. Other differences: logged settings that differ between A's and "
+        "B's trials besides the compared keys and the seed (none = no confound)."), text_cols=4)
+    doc.bullets([f"`{c.name}` **{v}**: {c.statement or c.metric}" for c, v, _ in results])
+    doc.table(table)
+    return table
+
+
+def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: dict, keys: list[str]) -> Table | None:
+    """The paper's table: test-set PSNR / SSIM per benchmark set, or one line saying there are none."""
+    sets = tables.test_sets(best)
+    metric = tables.objectives(spec)[0][0]
+    if not sets:
+        doc.para("No test-set scores: no benchmark folder was found when the trials ran (set SR_BENCHMARKS to "
+                 "a folder holding Set5/, Set14/, BSD100/, Urban100/ or any folder of images named in "
+                 "`eval.benchmarks`, then run the study again). The validation table below is all there is.")
+        return None
+    doc.heading("Test sets", level=3)
+    header, refs, rows = tables.test_table(best, groups, spec, keys, sets)
+    table = Table(header, rows, refs, text_cols=1 + len(keys), caption=(
+        f"Test-set scores by the SR protocol (Y channel, border crop of `scale` pixels) of each trial's selected "
+        f"generator: its best validation epoch by `{metric}` (column test epoch), never chosen on test data. "
+        "Mean ± sample std over a group's seeds; groups in the validation ranking; bold: best group per column."))
+    doc.table(table)
+    return table
+
+
 def write_report(study: Study, out: Path, bins: int | None = None, top: int = TOP) -> Built:
     """Build every table and figure of `study` into `out` (the only I/O: grids from MLflow, files)."""
     spec = study.spec
@@ -221,12 +279,15 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
                  "the study ends.")
     for note in study.notes:
         doc.note(note)
+    verdict_tab = _verdict_section(doc, spec, best)
+    doc.heading("Results")
+    test_tab = _test_section(doc, best, groups, spec, keys)
+    doc.heading("Validation", level=3)
+    doc.table(main)
     _setup_section(doc, study)
     doc.heading("Compute used")
     used = tables.compute_used(best, study.history, spec, study.parent)
     doc.table(Table(["quantity", "value"], [[k, v] for k, v in used]))
-    doc.heading("Results")
-    doc.table(main)
     figure_files = _figures_section(doc, study, best, groups, bicubic, keys, out / "figures", top)
     doc.heading("All trials")
     t_header, t_rows = tables.trial_table(best, spec, keys)
@@ -239,12 +300,17 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     (out / "report.md").write_text(markdown)
     (out / "report.html").write_text(doc.to_html(out))
     (out / "tables.tex").write_text(f"% study {study.name}: \\usepackage{{booktabs}}\n"
+                                    + (to_latex(verdict_tab, f"tab:{study.name}-claims") + "\n" if verdict_tab else "")
+                                    + (to_latex(test_tab, f"tab:{study.name}-test") + "\n" if test_tab else "")
                                     + to_latex(main, f"tab:{study.name}-main") + "\n"
                                     + to_latex(trial_tab, f"tab:{study.name}-trials"))
     written = [out / "report.md", out / "report.html", out / "tables.tex", *figure_files]
     written += _write_frames(out, long_frame(best, study.history), groups)
-    bare = Table(main.header, main.rows, main.refs, text_cols=main.text_cols)  # for stdout: no caption
-    return Built(out, markdown, "\n".join(md_table(bare)), written)
+    shown = []  # for stdout: the verdicts, the test table, the validation table, no captions
+    for t in (verdict_tab, test_tab, main):
+        if t is not None:
+            shown += md_table(Table(t.header, t.rows, t.refs, text_cols=t.text_cols)) + [""]
+    return Built(out, markdown, "\n".join(shown).rstrip("\n"), written)
 
 
 def unfinished_message(study: Study) -> str:

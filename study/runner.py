@@ -10,6 +10,7 @@ are written by the study driver from the results Tune accepted (study/recorder.p
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -26,7 +27,7 @@ from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
 from study.space import make_sampler, optuna_space
-from study.spec import StudySpec, trial_config
+from study.spec import StudySpec, searched_keys, selection_metric, trial_config
 from trainables.config import from_dict
 from trainables.errors import UserError
 
@@ -35,6 +36,7 @@ DRIVER_CPU = 0.01  # the trial driver's reservation: 1 CPU per driver deadlocks 
 # Train's controller polls workers for reports every this many seconds (Ray's default is
 # 2 s, which dominates short CPU epochs); a trial's reports reach Tune this much sooner.
 REPORT_POLL_S = "0.2"
+SELECTION_FILE = "selection.json"  # in each checkpoint: the objectives' best values so far
 WORKER_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": REPORT_POLL_S,
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -67,14 +69,34 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     # only puts each epoch's sample grid into the study's storage, before reporting that epoch
     grids = loop_config.get("grids") if ray.train.get_context().get_world_rank() == 0 else None
     objective = loop_config["objective"]
+    pbt_run = loop_config.get("pbt")  # population-based training (study/pbt.py)
+    # the selection rule (study/spec.py): Tune sees best_<metric>, the best value so far; kept in
+    # each checkpoint so a resumed trial carries it on
+    best_so_far: dict[str, float] = {}
+    modes = loop_config.get("modes") or ["max"] * len(objective)
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         clean = scalar_metrics(metrics)
+        if pbt_run is not None:
+            from study.pbt import hp_metrics, write_origin
+
+            clean.update(hp_metrics(cfg, pbt_run["keys"]))
+            if ckpt_dir:
+                write_origin(ckpt_dir, pbt_run["trial_id"], int(metrics["epoch"]), hp_metrics(cfg, pbt_run["keys"]))
         if metrics.get("status") == "diverged":
-            # a diverged epoch has no validation: report the objective as NaN so Optuna
-            # records the trial as failed instead of ranking it
+            # a diverged epoch has no validation: its own objective value is NaN; the trial keeps
+            # its best epoch so far (NaN too when it never validated: Optuna records it failed)
             for name in objective:
                 clean.setdefault(name, float("nan"))
+        for name, mode in zip(objective, modes):
+            value = clean.get(name)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                old = best_so_far.get(name)
+                if old is None or (value > old if mode == "max" else value < old):
+                    best_so_far[name] = float(value)
+            clean[selection_metric(name)] = best_so_far.get(name, float("nan"))
+        if ckpt_dir:
+            (Path(ckpt_dir) / SELECTION_FILE).write_text(json.dumps(best_so_far))
         if grids is not None and metrics.get("grid_path"):
             from study.recorder import grid_uri, put_grid
 
@@ -84,9 +106,13 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
 
     out_dir = Path(tempfile.mkdtemp(prefix="srstudy-trial-"))
     resume = ray.train.get_checkpoint()
+    if resume is None and pbt_run is not None:
+        resume = pbt_run["start_from"]  # a fresh Train run of a PBT trial starts from Tune's checkpoint
     try:
         if resume is not None:
             with resume.as_directory() as ckpt:
+                if (Path(ckpt) / SELECTION_FILE).is_file():
+                    best_so_far.update(json.loads((Path(ckpt) / SELECTION_FILE).read_text()))
                 train(cfg, report=report, out_dir=out_dir, resume_from=ckpt)
         else:
             train(cfg, report=report, out_dir=out_dir)
@@ -121,7 +147,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"config": cfg.to_dict(), "grids": grids,
-                           "objective": list(spec.objective.metrics),
+                           "objective": list(spec.objective.metrics), "modes": list(spec.objective.modes),
                            **(pbt_run.loop_config(trial_id, list(spec.scheduler.pbt.mutations)) if pbt_run else {})},
         scaling_config=ScalingConfig(
             num_workers=r.workers,
@@ -150,9 +176,10 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
     o = spec.objective
+    # the searcher and ASHA see each objective's best value so far (study/spec.py: selection rule)
     searcher = OptunaSearch(
         space=optuna_space(spec),
-        metric=list(o.metrics) if o.multi else o.metric,
+        metric=[selection_metric(m) for m in o.metrics] if o.multi else selection_metric(o.metric),
         mode=list(o.modes) if o.multi else o.mode,
         sampler=make_sampler(spec),
     )
@@ -166,7 +193,7 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
 
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor, metric=o.metric, mode=o.mode)
+            reduction_factor=spec.scheduler.reduction_factor, metric=selection_metric(o.metric), mode=o.mode)
     param_space, tune_checkpoints, reuse = None, None, None
     if spec.scheduler.type == "pbt":  # Tune's PBT takes no searcher: a random initial population
         from study import pbt
