@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import logging
 import subprocess
 import sys
 import time
@@ -154,29 +153,33 @@ class StudyTracker:
         self.client.set_terminated(self.parent_run_id, status=status)
 
 
-def log_generator(run_id: str, checkpoint_dir: str) -> None:
-    """Log a checkpoint's generator as an MLflow PyTorch model named `generator`."""
-    import mlflow.pytorch
-    import torch
+def log_generator(run_id: str, checkpoint_dir: str) -> str:
+    """Log a checkpoint's generator to its run as plain files, never a pickled module.
+
+    `generator/generator.pt` (the state dict, loads with `torch.load(weights_only=True)`)
+    and `generator/config.yaml` (the trial config that builds it), as run artifacts and as
+    an MLflow logged model named `generator` of the run. Load it with (README, MLflow):
+    `trainables.checkpoint.generator_from_folder(mlflow.artifacts.download_artifacts("runs:/<run id>/generator"))`.
+    Returns the logged model's id.
+    """
+    import tempfile
+
     from ray.train import Checkpoint
 
     from trainables import checkpoint as ckpt
-    from trainables.models import build_generator
 
+    client = MlflowClient()
     with Checkpoint(checkpoint_dir).as_directory() as local:
         cfg, state = ckpt.load(local)
-    generator = build_generator(cfg)
-    generator.load_state_dict(state["generator"])
-    generator.eval()
-    # MLflow warns on every pickle save; the choice is deliberate (see below)
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-    # an LR batch in [0, 1] (video: data.frames frames stacked, 3 channels each); SR comes out in [-1, 1]
-    example = torch.rand(1, 3 * cfg.data.frames, 16, 16).numpy()
-    with mlflow.start_run(run_id=run_id, nested=True):
-        # pickle, not the traced pt2 format: a traced graph would fix the input size, and a
-        # generator must take LR images of any size
-        mlflow.pytorch.log_model(generator, name="generator", serialization_format="pickle",
-                                 input_example=example, pip_requirements=["torch", "torchvision"])
+    with tempfile.TemporaryDirectory(prefix="srstudy-generator-") as tmp:
+        ckpt.save_generator(tmp, cfg, state["generator"])
+        client.log_artifacts(run_id, tmp, artifact_path="generator")
+        model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name="generator",
+                                           source_run_id=run_id, model_type="srstudy-generator",
+                                           tags={"srstudy.format": "state_dict+config"})
+        client.log_model_artifacts(model.model_id, tmp)
+        client.finalize_logged_model(model.model_id, "READY")
+    return model.model_id
 
 
 class TrialTracker:

@@ -1,10 +1,20 @@
-"""Checkpoints: G, D, optimisers, epoch, phase, counters and RNG states in one folder."""
+"""Checkpoints: G, D, optimisers, epoch, phase, counters and RNG states in one folder.
+
+The state file holds tensors and plain Python values only, so it loads with
+`torch.load(weights_only=True)`: reading a checkpoint never runs code from it (whoever can
+write to a study's storage could otherwise run code on every node that resumes from it).
+RNG states are stored as tensors and lists. A checkpoint written before this format (its
+RNG state pickled numpy objects) is refused with one line naming the conversion command:
+`python -m trainables.checkpoint --upgrade DIR`, which reads only numpy's array types.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +26,18 @@ from trainables.errors import UserError
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
+GENERATOR_FILE = "generator.pt"  # a generator alone (what MLflow holds): its state dict, beside config.yaml
+FORMAT = 2  # 2: RNG states as tensors and lists (weights_only); 1 (no key): pickled numpy RNG state
 
 
 def rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+    """Python, numpy, torch (and CUDA) RNG states as tensors, ints and lists."""
+    version, internal, gauss = random.getstate()  # (3, tuple of 625 ints, None or float)
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # ('MT19937', (624,) uint32, int, int, float)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -30,11 +46,14 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save(folder: str | Path, cfg: TrialConfig, state: dict[str, Any]) -> Path:
@@ -43,26 +62,100 @@ def save(folder: str | Path, cfg: TrialConfig, state: dict[str, Any]) -> Path:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
+    torch.save({**state, "rng": rng_state(), "format": FORMAT}, tmp / STATE_FILE)
     (tmp / CONFIG_FILE).write_text(dump_yaml(cfg))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
 
 
-def load(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[TrialConfig, dict[str, Any]]:
-    """Read a checkpoint folder (or its state.pt); one-line UserError when it is not one."""
+def _state_path(folder: str | Path) -> Path:
     path = Path(folder)
     if path.is_file() and path.name == STATE_FILE:
         path = path.parent
-    state_file = path / STATE_FILE
-    if not state_file.is_file():
+    if not (path / STATE_FILE).is_file():
         raise UserError(f"{path}: not a checkpoint folder (no {STATE_FILE}); pass a folder written by trainables.train")
+    return path
+
+
+def load(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[TrialConfig, dict[str, Any]]:
+    """Read a checkpoint folder (or its state.pt); one-line UserError when it is not one."""
+    path = _state_path(folder)
     try:
-        state = torch.load(state_file, map_location=map_location, weights_only=False)
+        state = torch.load(path / STATE_FILE, map_location=map_location, weights_only=True)
         import yaml
 
         cfg = from_dict(yaml.safe_load((path / CONFIG_FILE).read_text()))
+    except pickle.UnpicklingError as exc:
+        if "numpy" in str(exc):  # format 1: numpy RNG state objects, refused by weights_only
+            raise UserError(f"{path}: a checkpoint of an older format (pickled RNG state), not loaded for safety; "
+                            f"convert it once with: python -m trainables.checkpoint --upgrade {path}") from None
+        raise UserError(f"{path}: unreadable checkpoint (UnpicklingError: {str(exc).splitlines()[0][:120]})") from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     return cfg, state
+
+
+def save_generator(folder: str | Path, cfg: TrialConfig, weights: dict[str, torch.Tensor]) -> Path:
+    """A generator as a folder of plain files: generator.pt (state dict) + config.yaml (what builds it)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, folder / GENERATOR_FILE)
+    (folder / CONFIG_FILE).write_text(dump_yaml(cfg))
+    return folder
+
+
+def generator_from_folder(folder: str | Path) -> tuple[TrialConfig, torch.nn.Module]:
+    """(config, generator in eval mode on the CPU) from a `save_generator` folder, e.g. one downloaded
+    from MLflow; LR (B, 3*frames, h, w) in [0, 1] in, SR (B, 3, h*scale, w*scale) in [-1, 1] out."""
+    import yaml
+
+    from trainables.models import build_generator
+
+    folder = Path(folder)
+    try:
+        cfg = from_dict(yaml.safe_load((folder / CONFIG_FILE).read_text()))
+        weights = torch.load(folder / GENERATOR_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise UserError(f"{folder}: not a generator folder ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                        f"expected {GENERATOR_FILE} and {CONFIG_FILE}") from None
+    generator = build_generator(cfg)
+    generator.load_state_dict(weights)
+    return cfg, generator.eval()
+
+
+def upgrade(folder: str | Path) -> Path:
+    """Rewrite a format-1 checkpoint in place as format 2 (RNG states as tensors and lists).
+
+    Still `weights_only=True`, with numpy's array reconstruction allowed: plain arrays, no code.
+    """
+    path = _state_path(folder)
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array rebuilder, under both module names
+    array_types = [(reconstruct, "numpy.core.multiarray._reconstruct"),
+                   (reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    with torch.serialization.safe_globals(array_types):
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    if state.get("format") == FORMAT:
+        return path
+    version, internal, gauss = state["rng"]["python"]
+    name, keys, pos, has_gauss, cached = state["rng"]["numpy"]
+    state["rng"] = {**state["rng"], "python": [version, list(internal), gauss],
+                    "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+                              "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    state["format"] = FORMAT
+    tmp = path / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path / STATE_FILE)
+    return path
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if len(args) != 2 or args[0] != "--upgrade":
+        print("usage: python -m trainables.checkpoint --upgrade CHECKPOINT_DIR", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        print(f"upgraded {upgrade(args[1])}")
+    except (UserError, OSError, pickle.UnpicklingError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2)

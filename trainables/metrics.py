@@ -17,6 +17,10 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
+# PSNR of an exact reproduction is infinite; one such image (a flat validation patch
+# reproduced exactly) would make the mean infinite. Per-image PSNR is capped here, the
+# value identical images score (README, vocabulary: PSNR).
+PSNR_CAP_DB = 100.0
 
 
 def rgb_to_y(x: Tensor) -> Tensor:
@@ -54,11 +58,13 @@ def _pair(sr: Tensor, hr: Tensor, scale: int) -> tuple[Tensor, Tensor]:
 
 def _psnr_y(y_sr: Tensor, y_hr: Tensor) -> Tensor:
     mse = (y_sr - y_hr).pow(2).mean(dim=(1, 2, 3))  # (B,)
-    return 10.0 * torch.log10(255.0**2 / mse)
+    floor = 255.0**2 * 10.0 ** (-PSNR_CAP_DB / 10.0)  # the MSE at which PSNR reaches the cap
+    return 10.0 * torch.log10(255.0**2 / mse.clamp_min(floor))
 
 
 def psnr(sr_uint8: Tensor, hr_uint8: Tensor, scale: int) -> Tensor:
-    """Y-channel PSNR in dB, peak 255: (B, C, H, W) uint8 pair -> (B,) float64 (inf where equal)."""
+    """Y-channel PSNR in dB, peak 255: (B, C, H, W) uint8 pair -> (B,) float64, at most PSNR_CAP_DB
+    (100 dB: identical images score exactly that, never inf)."""
     return _psnr_y(*_pair(sr_uint8, hr_uint8, scale))
 
 
@@ -120,7 +126,10 @@ def _high_band_energy(y: Tensor, scale: int) -> Tensor:
 def _hf_ratios_y(y_sr: Tensor, y_hr: Tensor, scale: int) -> tuple[Tensor, Tensor]:
     """(B, 1, h, w) float64 Y pair -> (energy ratio, error ratio), each (B,); one batched FFT."""
     e_sr, e_hr, e_err = _high_band_energy(torch.cat([y_sr, y_hr, y_sr - y_hr]), scale).chunk(3)
-    return e_sr / e_hr, e_err / e_hr
+    # identical images score 1 and 0 even where HR has no high band (a flat patch: 0 / 0);
+    # an SR that differs from a flat HR stays NaN (no HR energy to compare with)
+    same = (e_hr == 0) & (e_err == 0)
+    return torch.where(same, 1.0, e_sr / e_hr), torch.where(same, 0.0, e_err / e_hr)
 
 
 def hf_energy_ratio(sr: Tensor, hr: Tensor, scale: int) -> Tensor:
@@ -133,7 +142,8 @@ def hf_energy_ratio(sr: Tensor, hr: Tensor, scale: int) -> Tensor:
     Set5/Set14 at x2-x4); a perfect SR scores exactly 1; a GAN that hallucinates
     texture may exceed 1, and so do nearest-neighbour's blocky edges (1.1-1.9 at x2),
     so a score near 1 alone does not mean the detail is right: `hf_error_ratio` says
-    whether it is in the right place. NaN if HR has no high-band energy (a flat image).
+    whether it is in the right place. NaN if HR has no high-band energy (a flat image) and SR
+    differs from it; identical images score 1.
     """
     return _hf_ratios_y(*_pair(sr, hr, scale), scale)[0]
 
@@ -194,3 +204,70 @@ def temporal_consistency(sr_uint8: Tensor, hr_uint8: Tensor, pairs: Tensor, scal
     a, b = pairs[:, 0], pairs[:, 1]
     change = (y_sr[b] - y_sr[a]) - (y_hr[b] - y_hr[a])  # (M, 1, h, w)
     return change.abs().mean(dim=(1, 2, 3))
+
+
+# ----------------------------------------------------------------------------- gridding
+
+GRID_PEAK_BINS = 1  # bins (Chebyshev) around each LR-grid frequency that count as its peak: Hann spreads a line over +-1
+GRID_RING_BINS = 4  # the background ring runs from GRID_PEAK_BINS + 1 to this many bins around each peak
+
+
+def _grid_masks(h: int, w: int, scale: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(h, w) bool masks of an fft2 layout: bins near the LR grid's periodic frequencies, and their ring.
+
+    The grid frequencies are (ky / scale, kx / scale) cycles/px for ky, kx in 0..scale-1, all
+    but DC (0, 0): an upsampler whose output repeats a pattern every `scale` pixels (pixel
+    shuffle's checkerboard) puts its energy exactly there.
+    """
+    iy = torch.arange(h, device=device).view(h, 1)
+    ix = torch.arange(w, device=device).view(1, w)
+
+    def dist(cy: int, cx: int) -> Tensor:  # (h, w) circular Chebyshev distance in bins
+        dy = (iy - cy).abs()
+        dx = (ix - cx).abs()
+        return torch.maximum(torch.minimum(dy, h - dy), torch.minimum(dx, w - dx))
+
+    centres = [(round(ky * h / scale) % h, round(kx * w / scale) % w)
+               for ky in range(scale) for kx in range(scale) if (ky, kx) != (0, 0)]
+    nearest = torch.stack([dist(cy, cx) for cy, cx in centres]).amin(dim=0)  # (h, w)
+    near_dc = dist(0, 0) <= GRID_PEAK_BINS  # what mean removal and the window leave of DC: not background
+    peak = nearest <= GRID_PEAK_BINS
+    ring = (nearest > GRID_PEAK_BINS) & (nearest <= GRID_RING_BINS) & ~near_dc
+    return peak, ring
+
+
+def _grid_energy(y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
+    """(N, 1, h, w) float64 Y -> (peak, ring) mean spectral power per bin, each (N,)."""
+    h, w = y.shape[-2:]
+    y = y - y.mean(dim=(-2, -1), keepdim=True)
+    hann = torch.outer(
+        torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
+        torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device),
+    )
+    power = torch.fft.fft2(y * hann).abs().pow(2)[:, 0]  # (N, h, w)
+    peak, ring = _grid_masks(h, w, scale, y.device)
+    return power[:, peak].mean(dim=1), power[:, ring].mean(dim=1)
+
+
+def gridding_score(sr: Tensor, hr: Tensor, scale: int) -> Tensor:
+    """Excess spectral energy of SR at the LR grid's periodic frequencies over HR's; 0-dim float64.
+
+    Inputs are (B, C, H, W) uint8 batches (one image: B = 1), scored on the protocol's
+    border-cropped Y. A pattern that repeats every `scale` HR pixels (the checkerboard of
+    pixel shuffle early in training) is a set of spectral lines at multiples of 1/scale
+    cycles/px. Per image, the peak contrast is the mean power in the bins at those
+    frequencies (DC excluded, +-1 bin for the Hann window's spread) over the mean power
+    of a ring 2-4 bins around them, so broadband detail, real or hallucinated, cancels
+    and only line-like energy counts. Pooled over the batch (sums of peak and ring power),
+    the score is SR's contrast / HR's: 1 for SR = HR, above 1 where SR adds periodic
+    energy HR lacks (gridding), below 1 for smooth upsamplers (bicubic suppresses those
+    frequencies). NaN if HR has no energy around the grid frequencies (a flat image).
+    """
+    y_sr, y_hr = _pair(sr, hr, scale)
+    peak, ring = _grid_energy(torch.cat([y_sr, y_hr]), scale)  # (2B,) each
+    b = y_sr.shape[0]
+    contrast_sr = peak[:b].sum() / ring[:b].sum()
+    contrast_hr = peak[b:].sum() / ring[b:].sum()
+    if ring[b:].sum() < 1e-6:  # float64 round-off of a flat image, not energy
+        return torch.tensor(float("nan"), dtype=torch.float64)
+    return contrast_sr / contrast_hr

@@ -9,6 +9,8 @@ from skimage.metrics import structural_similarity
 from trainables.degrade import bicubic_down, bicubic_up, to_float01, to_uint8
 from trainables.metrics import (
     METRIC_NAMES,
+    PSNR_CAP_DB,
+    gridding_score,
     hf_energy_ratio,
     hf_error_ratio,
     psnr,
@@ -63,7 +65,7 @@ def test_psnr_crops_the_border_and_averages_over_the_interior():
     hr = torch.full((1, 1, 20, 20), 50, dtype=torch.uint8)
     sr = hr.clone()
     sr[..., :2, :] = 0  # inside the 2-px border crop: ignored
-    assert psnr(sr, hr, scale=2).item() == math.inf
+    assert psnr(sr, hr, scale=2).item() == PSNR_CAP_DB  # equal interiors: the cap, not inf
     sr[..., 5:9, 5:9] += 16  # 16 of the 16x16 = 256 interior pixels off by 16: MSE = 16
     assert psnr(sr, hr, scale=2).item() == pytest.approx(10 * math.log10(255**2 / 16), abs=1e-10)  # 36.0896
 
@@ -147,3 +149,74 @@ def test_score_pair_and_score_images_agree_with_the_batched_metrics():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ"):
         psnr(_gray_rgb(1, 20, 20), _gray_rgb(1, 20, 22), scale=2)
+
+
+def test_identical_and_flat_images_score_finite_documented_values():
+    """A flat patch reproduced exactly (MSE 0) scores the cap, 100 dB; identical images score SSIM 1,
+    high-band energy ratio 1 and error ratio 0, flat or textured; nothing is inf."""
+    flat = _gray_rgb(100)
+    textured = torch.randint(0, 256, (1, 3, 24, 24), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for img in (flat, textured):
+        scores = score_pair(img[0], img[0].clone(), scale=2)
+        assert scores == {"psnr": 100.0, "ssim": 1.0, "hf_energy_ratio": 1.0, "hf_error_ratio": 0.0}
+    # one exact patch among others: the mean stays finite and counts it at the cap
+    values = psnr(torch.cat([flat, _gray_rgb(110)]), torch.cat([flat, _gray_rgb(100)]), scale=2)
+    assert values.tolist() == [100.0, pytest.approx(20 * math.log10(255 * 255 / 2190), abs=1e-10)]
+    assert math.isfinite(values.mean().item())
+    # the cap only touches exact images: one pixel of the 16x16 interior off by 219/255 Y levels is 73.5 dB
+    sr = flat.clone()
+    sr[0, :, 5, 5] += 1  # RGB +1 -> Y +219/255 levels
+    assert psnr(sr, flat, scale=2).item() == pytest.approx(10 * math.log10(255**2 * 256 / (219 / 255) ** 2), abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- gridding
+
+
+def _photo_crops(size: int = 64) -> torch.Tensor:
+    """(16, 3, size, size) uint8: four crops from each of four scikit-image photographs."""
+    import skimage.data as data
+
+    crops = []
+    for photo in (data.astronaut(), data.chelsea(), data.coffee(), data.rocket()):
+        t = torch.from_numpy(photo).permute(2, 0, 1)
+        h, w = t.shape[1:]
+        for i in range(4):
+            y, x = (h - size) * i // 4, (w - size) * ((i * 7) % 4) // 4
+            crops.append(t[:, y : y + size, x : x + size])
+    return torch.stack(crops)
+
+
+def _periodic(size: int, scale: int, std: float) -> torch.Tensor:
+    """(size, size) float pattern repeating every `scale` px (pixel shuffle's checkerboard), zero mean."""
+    tile = torch.randn(scale, scale, generator=torch.Generator().manual_seed(0))
+    tile = (tile - tile.mean()) / tile.std() * std
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return tile[yy % scale, xx % scale]
+
+
+def _u8(x: torch.Tensor) -> torch.Tensor:
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("scale, raised", [(2, 5.0), (4, 1.4)])
+def test_gridding_score_rises_with_a_checkerboard_not_with_smooth_or_broadband_changes(scale, raised):
+    import torchvision.transforms.functional as TF
+
+    hr = _photo_crops()
+    assert gridding_score(hr, hr, scale).item() == 1.0
+    # +-3 grey levels repeating every `scale` px: barely visible, and the score multiplies
+    assert gridding_score(_u8(hr.float() + _periodic(64, scale, 3.0)), hr, scale) > raised
+    # smooth images lose energy at those frequencies: bicubic upsampling, a Gaussian blur
+    bicubic = to_uint8(bicubic_up(bicubic_down(to_float01(hr), scale), scale))
+    assert gridding_score(bicubic, hr, scale) < 0.8
+    assert gridding_score(_u8(TF.gaussian_blur(hr.float(), 5, 1.0)), hr, scale) < 0.9
+    # broadband changes (white noise, sharpening: the high band as a whole) leave it near 1
+    noisy = _u8(hr.float() + 3.0 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1)))
+    assert gridding_score(noisy, hr, scale).item() == pytest.approx(1.0, abs=0.1)
+    sharp = _u8(2 * hr.float() - TF.gaussian_blur(hr.float(), 5, 1.0))
+    assert gridding_score(sharp, hr, scale).item() == pytest.approx(1.0, abs=0.2)
+
+
+def test_gridding_score_of_a_flat_reference_is_nan():
+    flat = _gray_rgb(128, 32, 32)
+    assert math.isnan(gridding_score(flat, flat, 2).item())

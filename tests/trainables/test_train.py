@@ -41,6 +41,7 @@ def tiny(folder: Path, **overrides):
         "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16,
         "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1, "schedule.patches_per_epoch": 32,
         "schedule.batch_size": 8, "runtime.threads": 1,
+        "runtime.device": "cpu",  # exact equalities below (resume, DDP ranks) hold on one CPU
     }
     base.update(overrides)
     return load_config(overrides=base)
@@ -134,34 +135,75 @@ def test_nan_loss_ends_as_diverged(photo_folder, tmp_path, monkeypatch):
     assert reports[0][1] is None  # no checkpoint of a diverged model
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, queue) -> None:
+def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, family: str, queue) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    seen = {}
+    original = train_mod.Trainer.__init__
+
+    def spy(self, *a, **k):  # keep this rank's Trainer, to read its models after training
+        original(self, *a, **k)
+        seen["trainer"] = self
+        seen["g0"] = {k: p.detach().numpy().copy() for k, p in train_mod.unwrap(self.generator).named_parameters()}
+
+    train_mod.Trainer.__init__ = spy
     try:
-        cfg = tiny(Path(folder), **{"loss.family": "lsgan"})
+        overrides = {"loss.family": family, "schedule.patches_per_epoch": 48}
+        if family == "wgan_gp":
+            overrides["model.d_norm"] = "layer"  # WGAN-GP's penalty is per sample: no batch norm in D
+        cfg = tiny(Path(folder), **overrides)
         reports = []
         final = train(cfg, report=lambda m, c: reports.append((m["epoch"], m["val_psnr"], c)), out_dir=out)
-        params = torch.cat([p.detach().flatten() for p in
-                            torch.load(Path(out) / "checkpoints" / "epoch_0002" / "state.pt",
-                                       weights_only=False)["generator"].values()]) if rank == 0 else None
-        queue.put((rank, final["status"], reports, final["images_per_s"] > 0, None if params is None else
-                   float(params.float().abs().sum())))
+        trainer = seen["trainer"]
+        # numpy copies: torch tensors would cross the queue as shared memory of a process about to exit
+        params = {name: {k: p.detach().numpy().copy() for k, p in train_mod.unwrap(model).named_parameters()}
+                  for name, model in (("G", trainer.generator), ("D", trainer.discriminator))}
+        saved = None
+        if rank == 0:  # the checkpoint holds tensors and plain values only
+            saved = torch.load(Path(out) / "checkpoints" / "epoch_0002" / "state.pt", weights_only=True)["generator"]
+            saved = {k: v.numpy().copy() for k, v in saved.items()}
+        queue.put((rank, final["status"], reports, final["images_per_s"] > 0, params, seen["g0"], saved,
+                   (final["g_steps"], final["d_steps"])))
     finally:
+        train_mod.Trainer.__init__ = original
         torch.distributed.destroy_process_group()
 
 
-def test_two_process_gloo_run(photo_folder, tmp_path):
+def _run_two_ranks(tmp_path: Path, folder: Path, family: str) -> list:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "init"), str(photo_folder),
-                                                   str(tmp_path / "out"), queue)) for r in range(2)]
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "init"), str(folder),
+                                                   str(tmp_path / "out"), family, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    results = sorted(queue.get(timeout=240) for _ in procs)
+    results = sorted((queue.get(timeout=240) for _ in procs), key=lambda r: r[0])
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    (r0, s0, rep0, ok0, _), (r1, s1, rep1, ok1, _) = results
+    return results
+
+
+@pytest.mark.parametrize("family", ["lsgan", "wgan_gp"])
+def test_two_process_gloo_run_keeps_both_ranks_identical(photo_folder, tmp_path, family):
+    """DDP over gloo: every rank ends with the same G and D, bit for bit, after real steps.
+
+    wgan_gp is the hard case: D's loss takes a second backward pass (the gradient penalty's
+    create_graph gradient) through the DDP-wrapped D on every D step.
+    """
+    (r0, s0, rep0, ok0, p0, g0_0, saved, steps0), (r1, s1, rep1, ok1, p1, g0_1, _, steps1) = \
+        _run_two_ranks(tmp_path, photo_folder, family)
     assert s0 == s1 == "completed" and ok0 and ok1
+    # 48 patches per epoch over 2 ranks of batch 8: 3 batches per epoch on each rank; G steps in
+    # pretraining and the GAN epoch, 2 D steps per G step (the default d_steps_per_g)
+    assert steps0 == steps1 == (3 + 3, 2 * 3)
+    for name in ("G", "D"):
+        assert len(p0[name]) == len(p1[name]) > 0
+        assert p0[name].keys() == p1[name].keys()
+        for key in p0[name]:
+            assert np.array_equal(p0[name][key], p1[name][key]), f"{name} {key}"
+    assert any(not np.array_equal(g0_0[k], p0["G"][k]) for k in g0_0)  # the steps changed G
+    assert all(np.array_equal(g0_0[k], g0_1[k]) for k in g0_0)  # and both started from the same weights
+    # rank 0's checkpoint holds the trained G
+    assert all(np.array_equal(saved[k], p0["G"][k]) for k in p0["G"])
     # every rank reports rank 0's metrics; only rank 0 has a checkpoint folder
     assert [(e, p) for e, p, _ in rep0] == [(e, p) for e, p, _ in rep1]
     assert all(c is not None for _, _, c in rep0) and all(c is None for _, _, c in rep1)
