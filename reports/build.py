@@ -230,7 +230,9 @@ def _verdict_section(doc: Doc, spec: dict, best: pd.DataFrame) -> Table | None:
         "spread (80% power). Metrics at each trial's selected (best-validation) epoch; test-set scores, "
         "gan_psnr_* from the final result. Other differences: logged settings that differ between A's and "
         "B's trials besides the compared keys and the seed (none = no confound)."), text_cols=4)
-    doc.bullets([f"`{c.name}` **{v}**: {c.statement or c.metric}" for c, v, _ in results])
+    doc.bullets([f"`{c.name}` **{v}**: {c.statement or c.metric}"
+                 + ("; the groups also differ in " + "; ".join(sorted({x for p in pairs for x in p.confounds}))
+                    if any(p.confounds for p in pairs) else "") for c, v, pairs in results])
     doc.table(table)
     return table
 
