@@ -13,6 +13,9 @@ Three ideas, all on the 2D FFT of each colour channel (torch.fft, differentiable
 Normalisation (so one `loss.fourier_weight` means the same at every patch size): the
 FFT is orthonormal (`norm="ortho"`, Parseval: the mean of |X|^2 over frequencies equals
 the mean of |x|^2 over pixels), and every term is a mean over (B, C, H, W) frequencies.
+A broadband error (white noise of std s on a textured patch) then costs the same at 32,
+64 or 128 pixels (about 0.21 s in each term, within 4%; tested); a single sinusoid's
+error, which fills a few of the N^2 bins, shrinks as 1/N.
 Images are in the model's [-1, 1] range and multiplied by a periodic 2D Hann window
 (outer product of two 1D windows) before the loss's and D's FFT, so the patch border
 does not leak into every frequency. The generator's transforms use no window (a window
@@ -21,9 +24,10 @@ with zeros is not invertible).
 Flat patches: the phase of a near-zero coefficient is noise and `angle()` has an
 infinite gradient at 0. Phases here are therefore never computed with `angle()`; they
 are unit phasors guarded by `EPS`: u = X / sqrt(|X|^2 + EPS^2), which is exp(i*phase)
-where |X| >> EPS, shrinks to 0 where |X| << EPS (such frequencies drop out of the phase
-term) and has a gradient bounded by 1 / EPS everywhere. Amplitudes are sqrt(|X|^2 + EPS^2)
-for the same reason (at most EPS above |X|).
+where |X| >> EPS, shrinks to 0 where |X| << EPS, and has a gradient bounded by 1 / EPS
+everywhere. The loss's phase term is also weighted by HR's amplitude, so frequencies HR
+leaves empty drop out of it. Amplitudes are sqrt(|X|^2 + EPS^2) for the same reason (at
+most EPS above |X|).
 """
 
 from __future__ import annotations

@@ -60,10 +60,23 @@ def test_amplitude_term_matches_the_hand_computed_value():
     flat = torch.full((1, 3, n, n), 0.2)
     loss = fourier_loss(flat + a * checkerboard(n), flat, "amplitude").item()
     assert loss == pytest.approx(a / n, rel=0.01)  # 0.0015625 (the EPS floor costs < 1%)
-    # orthonormal FFT + mean over bins: the same perturbation on a 64 patch halves (a / N)
-    # while the per-pixel MSE stays a^2: per-frequency content, not per-pixel energy
+    # a single frequency's error fills a few of the N^2 bins: at 64 px it halves (a / N)
     big = torch.full((1, 3, 64, 64), 0.2)
     assert fourier_loss(big + a * checkerboard(64), big, "amplitude").item() == pytest.approx(a / 64, rel=0.01)
+
+
+def test_a_broadband_error_costs_the_same_at_every_patch_size():
+    # orthonormal FFT + mean over frequencies: white noise of std s on a textured HR costs about
+    # 0.21 s in each term at every size, so one weight fits 32 to 128 px
+    g = torch.Generator().manual_seed(6)
+    costs = []
+    for n in (32, 64, 128):
+        hr = torch.rand(4, 3, n, n, generator=g) * 2 - 1
+        sr = hr + 0.05 * torch.randn(4, 3, n, n, generator=g)
+        costs.append([fourier_loss(sr, hr, t).item() for t in ("amplitude", "phase")])
+    for amp, phase in costs:
+        assert amp == pytest.approx(costs[0][0], rel=0.05) and phase == pytest.approx(costs[0][1], rel=0.05)
+    assert costs[0] == pytest.approx([0.0109, 0.0108], rel=0.02)
 
 
 @pytest.mark.parametrize("terms", FOURIER_TERMS)
