@@ -57,7 +57,8 @@ class DataConfig:
     device_cache_mb: float = 4096.0
     download: bool = False  # stl10, div2k: fetch the archive (checksum-checked) if `path` lacks it
     # div2k: keep decoded images as .npy files (data.path/.srstudy-cache/, keyed by file, size and
-    # mtime) so the next trial maps them instead of decoding every PNG again
+    # mtime) so the next trial maps them instead of decoding every PNG again; video_builtin: keep the
+    # rendered clips in $SRSTUDY_CACHE_DIR (default ~/.cache/srstudy) for the node's later trials
     cache_decoded: bool = True
     stl10_split: Literal["train", "test", "unlabeled", "train+unlabeled"] = "unlabeled"
     # video: G sees frames t-k..t+k (1, 3 or 5) and super-resolves the centre frame t; > 1 needs a

@@ -34,6 +34,7 @@ clip's middle; consecutive frames of one crop form the pairs of `val_tc`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 import os
 import re
@@ -50,6 +51,8 @@ from trainables.config import DataConfig, TrialConfig
 from trainables.data import EpochDataset, val_patches
 from trainables.sampler import PixelBank, area_draw, transforms, uniform_below
 from trainables.errors import UserError
+from trainables import sources
+from trainables.decoded_cache import cached_groups, code_fingerprint
 from trainables.sources import IMAGE_EXTENSIONS, decode_image, load_images, val_indices
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -405,11 +408,16 @@ def builtin_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if cfg.patch_size > BUILTIN_SIDE:
         raise UserError(f"data.patch_size {cfg.patch_size}: larger than the built-in clips' "
                         f"{BUILTIN_SIDE}x{BUILTIN_SIDE} frames")
-    # the photographs a clip fits in (page.png and text.png are too short)
-    photos = load_images(dataclasses.replace(cfg, source="builtin", patch_size=min_photo_side()))
-    out = []
-    for split, group in enumerate(photos):  # 0: training photos, 1: validation photos
-        out.append([photo_clip(photo, np.random.default_rng([MOTION_SEED, split, k, j]))[0]
-                    for k, photo in enumerate(group) for j in range(BUILTIN_CLIPS_PER_PHOTO)])
-    train, val = out
+
+    def render() -> list[list[np.ndarray]]:
+        # the photographs a clip fits in (page.png and text.png are too short)
+        photos = load_images(dataclasses.replace(cfg, source="builtin", patch_size=min_photo_side()))
+        return [[photo_clip(photo, np.random.default_rng([MOTION_SEED, split, k, j]))[0]
+                 for k, photo in enumerate(group) for j in range(BUILTIN_CLIPS_PER_PHOTO)]
+                for split, group in enumerate(photos)]  # 0: training photos, 1: validation photos
+
+    # seconds of rendering per trial otherwise; the clips depend on these values and this code only
+    key = {"limit": cfg.limit, "val_images": cfg.val_images, "skimage": importlib.metadata.version("scikit-image"),
+           "code": code_fingerprint([__file__, sources.__file__])}
+    train, val = cached_groups("video_builtin", key, render, enabled=cfg.cache_decoded)
     return train, val[: cfg.val_images]
