@@ -258,3 +258,11 @@ def test_fourier_loss_in_both_phases_and_spectra_grid(photo_folder, tmp_path):
     assert Image.open(tmp_path / "grids" / "epoch_0002.png").size[1] == 6 * (32 + 2)
     off = tiny(photo_folder)
     assert train(off, out_dir=tmp_path / "off")["loss_fourier"] == 0.0
+
+
+def test_fourier_parts_run_under_bf16_autocast(photo_folder, tmp_path):
+    # torch.fft has no bf16: the transforms cast to float32 inside autocast regions
+    cfg = tiny(photo_folder, **{"runtime.precision": "bf16", "model.d_domain": "dual",
+                                "model.g_domain": "fft_complex", "loss.fourier_weight": 0.1})
+    final = train(cfg, out_dir=tmp_path)
+    assert final["status"] == "completed" and np.isfinite(final["loss_fourier"]) and final["loss_fourier"] > 0
