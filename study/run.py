@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="study name (MLflow experiment and results folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study of the same name")
     p.add_argument("--dry-run", action="store_true", help="print the resolved spec and plan, then stop")
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="the size to run at: laptop (default: the spec as written) or paper, a YAML file in "
+                        "search_spaces/profiles/, or a path; it overrides the spec's base, not searched keys or --set")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--storage", default=None, help="results and checkpoints: a path or a URI such as s3://bucket/x")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
@@ -50,7 +53,7 @@ def resolve_spec(args: argparse.Namespace) -> StudySpec:
         top["storage"] = args.storage
     if args.tracking_uri is not None:
         top["tracking_uri"] = args.tracking_uri
-    spec = load_spec(args.spec, top)
+    spec = load_spec(args.spec, top, profile=args.profile)
     if args.overrides:
         spec = with_base_overrides(spec, parse_set_args(args.overrides))
     return spec

@@ -27,7 +27,7 @@ from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
 from study.space import make_sampler, optuna_space
-from study.spec import StudySpec, searched_keys, selection_metric, trial_config
+from study.spec import Objective, StudySpec, searched_keys, selection_metric, selection_values, trial_config
 from trainables.config import from_dict
 from trainables.errors import UserError
 
@@ -88,13 +88,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
             # its best epoch so far (NaN too when it never validated: Optuna records it failed)
             for name in objective:
                 clean.setdefault(name, float("nan"))
-        for name, mode in zip(objective, modes):
-            value = clean.get(name)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                old = best_so_far.get(name)
-                if old is None or (value > old if mode == "max" else value < old):
-                    best_so_far[name] = float(value)
-            clean[selection_metric(name)] = best_so_far.get(name, float("nan"))
+        clean.update(selection_values(best_so_far, clean, Objective(tuple(objective), tuple(modes))))
         if ckpt_dir:
             (Path(ckpt_dir) / SELECTION_FILE).write_text(json.dumps(best_so_far))
         if grids is not None and metrics.get("grid_path"):

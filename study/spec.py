@@ -52,7 +52,8 @@ from trainables.config import read_yaml as config_read_yaml
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
     "Objective", "Resources", "StudySpec", "from_dict", "load_spec", "with_base_overrides",
-    "parse_value", "read_yaml", "spec_hash", "trial_config", "plan", "Claim", "parse_claims", "selection_metric",
+    "parse_value", "read_yaml", "spec_hash", "trial_config", "searched_keys", "plan", "Claim", "parse_claims", "selection_metric",
+    "selection_values",
 ]
 
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
@@ -61,7 +62,11 @@ Mode = Literal["max", "min"]
 # Metric names a trial reports (validated against this list; see trainables.train).
 METRICS = ("val_psnr", "val_ssim", "val_hf", "val_hf_err", "val_mse", "best_val_psnr",
            "loss_g", "loss_d", "loss_pixel", "d_real", "d_fake",
-           "val_tc")  # video sources only: temporal-consistency error (metrics.temporal_consistency), min
+           "val_tc",  # video sources only: temporal-consistency error (metrics.temporal_consistency), min
+           "val_grid",  # periodic (gridding) energy over HR's, per epoch (metrics.gridding_score), min
+           "gan_psnr_spread", "gan_psnr_drop",  # GAN-phase stability (trainables.stability), min
+           # test-set scores of the best validation epoch, final result only (trainables.benchmarks)
+           *(f"test_{s}_{m}" for s in ("set5", "set14", "bsd100", "urban100") for m in ("psnr", "ssim", "hf")))
 TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
 DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -71,6 +76,20 @@ _MULTI_ONLY = ("nsga2", "motpe")
 def selection_metric(metric: str) -> str:
     """The name Tune sees for an objective: its best value over the epochs so far (see above)."""
     return metric if metric.startswith("best_") else f"best_{metric}"
+
+
+def selection_values(best: dict[str, float], metrics: Mapping[str, Any], objective: Objective) -> dict[str, float]:
+    """Fold one epoch's metrics into `best` (objective -> best finite value so far, updated in place)
+    and return what Tune is given: {selection_metric(m): best so far, NaN before any finite value}."""
+    out = {}
+    for name, mode in zip(objective.metrics, objective.modes):
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            old = best.get(name)
+            if old is None or (value > old if mode == "max" else value < old):
+                best[name] = float(value)
+        out[selection_metric(name)] = best.get(name, math.nan)
+    return out
 
 
 # ----------------------------------------------------------------------------- schema
@@ -87,12 +106,17 @@ class Searcher:
 
 @dataclass(frozen=True)
 class Scheduler:
-    """Early stopping by ASHA on the objective metric, measured in epochs."""
+    """Early stopping by ASHA, or population-based training (study.mutations), on the objective, in epochs."""
 
-    type: Literal["asha", "none"] = "none"
+    type: Literal["asha", "none", "pbt"] = "none"
     grace_period: int = 1  # epochs every trial runs before it can be stopped
     reduction_factor: float = 2.0  # ASHA keeps 1/reduction_factor of trials per rung
     max_t: int | None = None  # null: the most epochs a trial can run (pretrain + gan)
+    pbt: PBTConfig | None = None  # type pbt: its settings (written flat inside `scheduler` in YAML)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "pbt"}
+        return {**out, **self.pbt.to_dict()} if self.pbt is not None else out
 
 
 @dataclass(frozen=True)
@@ -180,7 +204,7 @@ class StudySpec:
             "base": dict(self.base),
             "space": {k: p.to_dict() for k, p in self.space.items()},
             "searcher": dataclasses.asdict(self.searcher),
-            "scheduler": dataclasses.asdict(self.scheduler),
+            "scheduler": self.scheduler.to_dict(),
             "objective": self.objective.to_dict(),
             "trials": self.trials,
             "repeats": self.repeats,
@@ -314,7 +338,8 @@ def from_dict(raw: Any) -> StudySpec:
                      "(it names a folder and an MLflow experiment)")
     base, base_cfg = _parse_base(raw.get("base"))
     searcher = _section(Searcher, raw.get("searcher"), "searcher")
-    scheduler = _section(Scheduler, raw.get("scheduler"), "scheduler")
+    scheduler_raw, pbt_raw = split_scheduler(raw.get("scheduler"))
+    scheduler = _section(Scheduler, scheduler_raw, "scheduler")
     resources = _section(Resources, raw.get("resources"), "resources")
     objective = _parse_objective(raw.get("objective"))
     space = parse_space(raw.get("space"), base)
@@ -353,6 +378,12 @@ def from_dict(raw: Any) -> StudySpec:
         if scheduler.grace_period > max_t:
             fail("scheduler.grace_period", f"got {scheduler.grace_period}, expected at most max_t ({max_t}) epochs")
         scheduler = dataclasses.replace(scheduler, max_t=max_t)
+    if scheduler.type == "pbt":
+        check_pbt_study(searcher.algorithm, objective.multi, repeats, trials)
+        pbt = parse_pbt(pbt_raw, base, base_cfg.schedule.pretrain_epochs, _max_epochs(space, base_cfg))
+        scheduler = dataclasses.replace(scheduler, pbt=pbt)
+    elif pbt_raw:
+        fail(f"scheduler.{next(iter(pbt_raw))}", f"a pbt setting; set scheduler.type: pbt (got {scheduler.type})")
 
     # how much runs, where
     grid = math.prod(len(p.values) for p in space.values()) if algo == "grid" else None
@@ -478,13 +509,19 @@ def trial_config(spec: StudySpec, sampled: Mapping[str, Any], repeat_index: int 
     base <- sampled values <- seed = base seed + repeat_index. `sampled` must hold
     space keys only; a value the space could not produce may still fail (`ConfigError`).
     """
-    extra = set(sampled) - set(spec.space)
+    extra = set(sampled) - set(searched_keys(spec))
     if extra:
         raise ValueError(f"sampled keys not in the study's space: {', '.join(sorted(extra))}")
     if not 0 <= repeat_index < spec.repeats:
         raise ValueError(f"repeat_index {repeat_index} outside 0..{spec.repeats - 1}")
     seed = spec.base_config.seed + repeat_index
     return load_config(overrides={**spec.base, **sampled, "seed": seed})
+
+
+def searched_keys(spec: StudySpec) -> tuple[str, ...]:
+    """The trial-config keys a trial's Tune config may set: the space's, then PBT's mutated keys."""
+    muts = spec.scheduler.pbt.mutations if spec.scheduler.pbt is not None else {}
+    return tuple(dict.fromkeys((*spec.space, *muts)))
 
 
 def plan(spec: StudySpec) -> list[str]:
@@ -502,6 +539,9 @@ def plan(spec: StudySpec) -> list[str]:
     if sch.type == "asha":
         lines.append(f"scheduler: asha on {TIME_ATTR} (grace period {sch.grace_period}, "
                      f"reduction factor {sch.reduction_factor:g}, max_t {sch.max_t})")
+    elif sch.pbt is not None:
+        lines.append(f"scheduler: {sch.pbt.describe()}")
+        lines += [f"  mutates {k}: {p.describe()}" for k, p in sch.pbt.mutations.items()]
     else:
         lines.append("scheduler: none (every trial runs all its epochs)")
     goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} {n}" for n, m in zip(o.metrics, o.modes))

@@ -436,3 +436,117 @@ def test_shipped_spec_loads_and_opens_with_its_command(path):
 def test_search_spaces_has_the_first_studies():
     names = {p.name for p in SHIPPED}
     assert {"smoke.yaml", "loss_family.yaml"} <= names, f"search_spaces/ holds {sorted(names)}"
+
+
+# ----------------------------------------------------------------------------- claims, profiles, selection
+
+
+def claim_raw(**claim) -> dict:
+    raw = grid_raw()
+    raw["claims"] = [{"name": "lsgan_best", "metric": "gan_psnr_drop", "better": "lower",
+                      "compare": {"key": "loss.family", "values": ["lsgan", "bce", "wgan_gp"]}, **claim}]
+    return raw
+
+
+def test_claims_parse_in_their_three_forms():
+    from study.spec import from_dict
+
+    spec = from_dict(claim_raw())
+    (c,) = spec.claims
+    assert c.key == "loss.family" and [f for _, f in c.groups] == [{"loss.family": v} for v in
+                                                                   ("lsgan", "bce", "wgan_gp")]
+    two = from_dict(claim_raw(compare={"groups": {"ls": {"loss.family": "lsgan"}, "bce": {"loss.family": "bce"}}},
+                              where={"model.upsampler": "resize_conv"}))
+    assert [label for label, _ in two.claims[0].groups] == ["ls", "bce"]
+    assert two.claims[0].where == {"model.upsampler": "resize_conv"}
+    base = from_dict(claim_raw(metric="test_set14_hf", better="closer", target=1, compare={"baseline": "bicubic"}))
+    assert base.claims[0].baseline == "bicubic" and base.claims[0].target == 1.0
+    assert from_dict(spec.to_dict()).claims == spec.claims  # round trip through the logged spec
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"metrc": "val_psnr"}, "claims[0].metrc: unknown key"),
+    ({"metric": "val_psnr_x"}, "claims[0].metric: got 'val_psnr_x', not a reported metric; did you mean val_psnr?"),
+    ({"better": "up"}, "claims[0].better: got 'up'"),
+    ({"better": "closer"}, "claims[0].target:"),
+    ({"better": "fewer"}, "claims[0].better: fewer"),
+    ({"compare": {"key": "loss.beta", "values": [0.0, 0.1]}}, "claims[0].compare.key: loss.beta is not a searched key"),
+    ({"compare": {"key": "loss.family", "values": ["lsgan", "hinge"]}}, "claims[0].compare.loss.family: got 'hinge'"),
+    ({"compare": {"key": "loss.family", "values": ["lsgan"]}}, "claims[0].compare.values:"),
+    ({"compare": {"baseline": "bicubic"}, "metric": "gan_psnr_drop"}, "claims[0].compare.baseline:"),
+    ({"where": {"optim.lr_g": 0.1}}, "claims[0].where: optim.lr_g is not a searched key"),
+])
+def test_bad_claims_fail_in_one_line(change, where):
+    from study.spec import from_dict
+
+    with pytest.raises(StudySpecError) as err:
+        from_dict(claim_raw(**change))
+    assert str(err.value).startswith(where), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_profiles_override_base_not_searched_keys_or_set(tmp_path):
+    path = tmp_path / "s.yaml"
+    raw = claim_raw()
+    raw["base"] = {"model.d_norm": "layer", "model.g_channels": 16}
+    raw["space"]["schedule.pretrain_epochs"] = {"type": "grid", "values": [0, 1]}
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw))
+    laptop = load_spec(path)
+    assert laptop.profile == "laptop" and laptop.base["model.g_channels"] == 16
+    paper = load_spec(path, profile="paper")
+    assert paper.profile == "paper"
+    assert paper.base["model.g_channels"] == 64 and paper.base["model.g_blocks"] == 16
+    assert paper.base["schedule.batch_size"] == 64 and paper.base["runtime.precision"] == "bf16"
+    assert paper.base["schedule.patches_per_epoch"] >= 9000 and paper.base["model.d_dense"] == 1024
+    assert "schedule.pretrain_epochs" not in paper.base  # searched: left to the space
+    assert paper.resources.gpus_per_worker == 1
+    assert any("left to the search space: schedule.pretrain_epochs" in line for line in plan(paper))
+    again = with_base_overrides(paper, {"model.g_channels": 8})
+    assert again.base["model.g_channels"] == 8 and again.profile == "paper"  # --set wins
+
+
+def test_bad_profiles_fail_in_one_line(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {model.d_norm: layer}\nspace: {loss.family: {type: grid, values: [bce]}}\n"
+                    "searcher: {algorithm: grid}\n")
+    with pytest.raises(StudySpecError, match=r"^profile: got 'papr', expected one of .*laptop.*paper"):
+        load_spec(spec, profile="papr")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "odd.yaml").write_text("base: {model.g_chanels: 8}\n")
+    with pytest.raises(StudySpecError, match=r"^profile odd.base.model.g_chanels"):
+        load_spec(spec, profile="odd")
+    (tmp_path / "profiles" / "odd.yaml").write_text("bases: {}\n")
+    with pytest.raises(StudySpecError, match=r"^profile odd.bases: unknown key"):
+        load_spec(spec, profile="odd")
+
+
+def test_shipped_profiles_load_every_shipped_spec():
+    for path in SHIPPED:
+        if path.name == "datasets.yaml":  # needs --set data.path
+            continue
+        assert load_spec(path, profile="paper").base["model.g_blocks"] == 16, path.name
+
+
+def test_paper_questions_declare_their_claims():
+    claims = {p.stem: [c.metric for c in load_spec(p).claims] for p in SHIPPED if p.stem != "datasets"}
+    assert "gan_psnr_drop" in claims["loss_family"] and "diverged" in claims["loss_family"]
+    for name in ("dg_ratio", "pretraining", "upsampler", "beta", "video"):
+        assert claims[name], name
+    assert load_spec(REPO / "search_spaces" / "loss_family.yaml").base["model.d_norm"] == "layer"
+
+
+def test_selection_values_are_the_best_epoch_so_far():
+    from study.spec import Objective, selection_metric, selection_values
+
+    objective = Objective(("val_psnr", "val_tc"), ("max", "min"))
+    best: dict = {}
+    seen = [selection_values(best, m, objective) for m in (
+        {"val_psnr": 30.0, "val_tc": 2.0}, {"val_psnr": 31.0, "val_tc": 3.0}, {"val_psnr": 29.0, "val_tc": 1.0},
+        {"val_psnr": float("nan")})]  # a diverged epoch keeps the best so far
+    assert [s["best_val_psnr"] for s in seen] == [30.0, 31.0, 31.0, 31.0]
+    assert [s["best_val_tc"] for s in seen] == [2.0, 2.0, 1.0, 1.0]
+    assert selection_metric("best_val_psnr") == "best_val_psnr"
+    first = selection_values({}, {"val_psnr": float("nan")}, Objective())
+    assert first["best_val_psnr"] != first["best_val_psnr"]  # NaN: never validated
