@@ -238,7 +238,11 @@ def test_every_window_and_input_trains_a_step(clip_root, tmp_path, frames, tempo
     assert final["status"] == "completed" and final["g_steps"] == 1 and final["d_steps"] == 2
     for key in ("val_psnr", "val_ssim", "val_tc", "bicubic_psnr", "bicubic_tc", "loss_d"):
         assert np.isfinite(final[key]), key
-    assert final["val_tc"] >= 0 and final["bicubic_tc"] > 0
+    # the bicubic reference of these clips' validation frames (measured once, the same for every window),
+    # and one G step barely moves SR off its global bicubic skip: SR flickers as bicubic does
+    assert final["bicubic_tc"] == pytest.approx(43.3088, abs=1e-3)
+    assert final["bicubic_psnr"] == pytest.approx(16.7007, abs=1e-3)
+    assert final["val_tc"] == pytest.approx(final["bicubic_tc"], abs=0.05)
 
 
 def test_image_runs_report_no_tc(tmp_path):
