@@ -27,7 +27,7 @@ from pyarrow import fs as pafs
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from study.spec import StudySpec, trial_config
+from study.spec import StudySpec, searched_keys, trial_config
 from study.tracking import TrialTracker
 
 TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater: the repeat (seed offset)
@@ -98,7 +98,7 @@ class TrialRecorder(Callback):
     def tracker(self, trial) -> TrialTracker:
         """The trial's child run: created on first sight, or found again by its trial-id tag."""
         if trial.trial_id not in self.trackers:
-            sampled = {k: v for k, v in trial.config.items() if k in self.spec.space}
+            sampled = {k: v for k, v in trial.config.items() if k in searched_keys(self.spec)}
             repeat = int(trial.config.get(TRIAL_INDEX, 0))
             cfg = trial_config(self.spec, sampled, repeat)
             name = f"{trial.trial_id} {trial_label(self.spec, sampled, cfg.seed)}".strip()
@@ -116,6 +116,10 @@ class TrialRecorder(Callback):
             return
         tracker = self.tracker(trial)
         epoch = int(result["epoch"])
+        if "pbt_exploit" in result:  # the first result after PBT copied a donor into this trial
+            from study.pbt import record_exploit
+
+            record_exploit(tracker.client, tracker.run_id, result)
         if tracker.has_epoch(epoch):  # a restarted trial re-reporting an epoch the run already holds
             return
         tracker.log_epoch(trainer_metrics(result), get_grid(grid_uri(self.study_dir, trial.trial_id, epoch)))

@@ -1,0 +1,242 @@
+"""Population-based training through nested Ray Train trials: scheduler, checkpoint forwarding, exploits.
+
+Tune's PBT copies a donor's checkpoint into a losing trial only if the trial reported that
+checkpoint to Tune. Under Train V2 a trial driver fits a TorchTrainer, and Ray's
+`TuneReportCallback` forwards a worker's metrics and only the *path* of its checkpoint
+(`result.checkpoint` stays None), so PBT would find nothing to copy. Here the driver runs
+the fit in a thread; `ForwardReports`, a Train callback on the Train controller, passes each
+report and its persisted checkpoint through a Ray queue, and the driver reports both with
+`tune.report(metrics, checkpoint=...)`.
+
+After an exploit (or a pause, or a restarted study) Tune starts the trial again with
+`tune.get_checkpoint()` set and the mutated config. The driver then fits a fresh Train run
+(`train-<trial id>-<n>`), never its own older one, and hands the checkpoint to the workers
+through the loop config: Ray 2.60 refuses `TorchTrainer(resume_from_checkpoint=...)`
+(DeprecationWarning: "`resume_from_checkpoint` is deprecated"), so a worker takes
+`ray.train.get_checkpoint()` (its own run's latest, after a worker restart) or else this one.
+
+Records: rank 0 writes `srstudy_origin.json` (trial id, epoch, values in force) into every
+checkpoint, so a restarted driver knows whose state it got; the first result after an
+exploit carries `pbt_exploit` (JSON), which the study's MLflow recorder turns into an event
+on the child run (`pbt_events.jsonl`, tags `srstudy.pbt_*`). Every result carries the values
+in force as `hp/<key>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.train import Checkpoint
+from ray.train.v2.api.callback import UserCallback
+from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+from ray.util.queue import Empty, Queue
+
+from study.space import Param
+from study.spec import TIME_ATTR, StudySpec
+from trainables.config import TrialConfig
+
+ORIGIN_FILE = "srstudy_origin.json"  # in every checkpoint of a PBT trial
+EXPLOIT_KEY = "pbt_exploit"  # result field (JSON text) of the first result after an exploit
+EVENTS_ARTIFACT = "pbt_events.jsonl"
+HP_PREFIX = "hp/"
+
+
+# ----------------------------------------------------------------------------- Tune side
+
+
+def tune_domain(p: Param) -> Any:
+    """A space or mutation param as Tune samples it (a list for a choice: PBT then steps to a neighbour)."""
+    if p.discrete:
+        return list(p.values)
+    if p.type == "int":
+        return tune.lograndint(p.low, p.high + 1) if p.log else tune.qrandint(p.low, p.high, p.step)
+    return tune.loguniform(p.low, p.high) if p.type == "loguniform" else tune.uniform(p.low, p.high)
+
+
+def param_space(spec: StudySpec) -> dict[str, Any]:
+    """The initial population's space; mutated keys outside it are drawn by PBT from their mutation."""
+    return {k: tune_domain(p) for k, p in spec.space.items()}
+
+
+class LastEpochPBT(PopulationBasedTraining):
+    """PBT that makes no decision on a trial's last epoch: nothing is left to train with a copied
+    state, and in synchronous mode the decision would pause and restart every trial for nothing."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
+        if result.get("status") in ("completed", "diverged"):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def make_scheduler(spec: StudySpec) -> LastEpochPBT:
+    """Synchronous PBT: a decision waits until every trial reached it, so a loser always copies a
+    donor's checkpoint of the same epoch (its records continue with no gap and no repeat)."""
+    p = spec.scheduler.pbt
+    return LastEpochPBT(
+        time_attr=TIME_ATTR, metric=spec.objective.metric, mode=spec.objective.mode,
+        perturbation_interval=p.perturbation_interval, burn_in_period=p.burn_in,
+        hyperparam_mutations={k: tune_domain(m) for k, m in p.mutations.items()},
+        quantile_fraction=p.quantile_fraction, resample_probability=p.resample_probability, synch=True)
+
+
+def search_alg(spec: StudySpec):
+    """The initial population, drawn at random with the searcher's seed (PBT takes no Optuna)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=spec.searcher.seed)
+
+
+def checkpoint_config(spec: StudySpec) -> tune.CheckpointConfig:
+    """Keep enough Tune checkpoints that a donor's stays until every loser has copied it: a donor
+    may run one interval ahead before a paused loser gets a slot."""
+    return tune.CheckpointConfig(num_to_keep=max(4, spec.scheduler.pbt.perturbation_interval + 3))
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def hp_metrics(cfg: TrialConfig, keys: list[str]) -> dict[str, float]:
+    """The mutated values in force, as metrics (`hp/optim.lr_g`): MLflow params are write-once."""
+    flat = cfg.flat()
+    return {f"{HP_PREFIX}{k}": float(flat[k]) for k in keys}
+
+
+def write_origin(ckpt_dir: str, trial_id: str, epoch: int, hp: dict[str, float]) -> None:
+    Path(ckpt_dir, ORIGIN_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": epoch, "hp": hp}))
+
+
+def start_checkpoint(loop_config: dict[str, Any]) -> Checkpoint | None:
+    """The Tune checkpoint a PBT trial starts from (its own or a donor's), when Train has none of its own."""
+    return (loop_config.get("pbt") or {}).get("start_from")
+
+
+# ----------------------------------------------------------------------------- the trial driver
+
+
+class ForwardReports(UserCallback):
+    """On the Train controller: pass every report and its persisted checkpoint to the trial driver."""
+
+    def __init__(self, queue: Queue):
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
+        out = dict(metrics[0])
+        if checkpoint is not None:
+            out["checkpoint_path"] = checkpoint.path  # as TuneReportCallback does
+        # blocks until the driver took it: the checkpoint is copied to Tune before Train may prune it
+        self.queue.put((out, checkpoint))
+
+
+@dataclass
+class PBTRun:
+    """One fit of a PBT trial: a fresh Train run, the checkpoint it starts from, the exploit it follows."""
+
+    run_name: str
+    start_from: Checkpoint | None
+    exploit: dict[str, Any] | None
+    queue: Queue = field(repr=False)
+
+    @property
+    def callbacks(self) -> list:
+        return [ForwardReports(self.queue)]
+
+    def loop_config(self, trial_id: str, keys: list[str]) -> dict[str, Any]:
+        return {"pbt": {"trial_id": trial_id, "keys": keys, "start_from": self.start_from}}
+
+    def fit(self, trainer) -> None:
+        """Fit in a thread; report each forwarded epoch to Tune with its checkpoint."""
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                trainer.fit()
+            except BaseException as exc:  # re-raised below, in the trial's own thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, name="srstudy-train-fit", daemon=True)
+        thread.start()
+        exploit = self.exploit
+        while thread.is_alive() or not self.queue.empty():
+            try:
+                metrics, checkpoint = self.queue.get(timeout=0.2)
+            except Empty:
+                continue
+            if exploit is not None:
+                metrics[EXPLOIT_KEY] = json.dumps(exploit)
+                exploit = None
+            tune.report(metrics, checkpoint=checkpoint)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+
+def _next_run_index(train_storage: str, trial_id: str) -> int:
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(train_storage) if "://" in train_storage else \
+            (pafs.LocalFileSystem(), train_storage)
+        infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except (OSError, ValueError):
+        return 0
+    prefix = f"train-{trial_id}-"
+    used = [int(i.base_name[len(prefix):]) for i in infos
+            if i.base_name.startswith(prefix) and i.base_name[len(prefix):].isdigit()]
+    return max(used, default=-1) + 1
+
+
+def prepare(trial_id: str, train_storage: str) -> PBTRun:
+    """The fit this trial driver starts now: from Tune's checkpoint, if any, under a fresh Train run."""
+    start = tune.get_checkpoint()
+    exploit = None
+    if start is not None:
+        with start.as_directory() as folder:
+            origin_file = Path(folder, ORIGIN_FILE)
+            origin = json.loads(origin_file.read_text()) if origin_file.is_file() else {}
+        if origin.get("trial_id") not in (None, trial_id):
+            donor_hp = {k[len(HP_PREFIX):]: v for k, v in origin.get("hp", {}).items()}
+            exploit = {"donor": origin["trial_id"], "epoch": int(origin["epoch"]), "donor_hp": donor_hp}
+    index = _next_run_index(train_storage, trial_id)
+    return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit,
+                  queue=Queue(maxsize=1, actor_options={"num_cpus": 0}))
+
+
+# ----------------------------------------------------------------------------- records (study driver)
+
+
+def record_exploit(client, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Append the exploit a result announces to the child run: `pbt_events.jsonl` and `srstudy.pbt_*` tags.
+
+    Old values are the run's latest `hp/*` metrics (its own epochs before the exploit); new
+    values are this result's. Returns the event.
+    """
+    info = json.loads(result[EXPLOIT_KEY])
+    latest = client.get_run(run_id).data.metrics
+    new = {k[len(HP_PREFIX):]: v for k, v in result.items() if k.startswith(HP_PREFIX)}
+    event = {"epoch": info["epoch"], "donor": info["donor"],
+             "old": {k: latest.get(HP_PREFIX + k) for k in new}, "new": new, "donor_hp": info["donor_hp"]}
+    events = read_events(client, run_id) + [event]
+    with tempfile.TemporaryDirectory(prefix="srstudy-pbt-") as tmp:
+        path = os.path.join(tmp, EVENTS_ARTIFACT)
+        Path(path).write_text("".join(json.dumps(e) + "\n" for e in events))
+        client.log_artifact(run_id, path)
+    client.set_tag(run_id, "srstudy.pbt_exploits", str(len(events)))
+    client.set_tag(run_id, "srstudy.pbt_donors", ",".join(f"{e['donor']}@{e['epoch']}" for e in events))
+    return event
+
+
+def read_events(client, run_id: str) -> list[dict[str, Any]]:
+    """A child run's exploit events, oldest first (empty when it has none)."""
+    if not any(a.path == EVENTS_ARTIFACT for a in client.list_artifacts(run_id)):
+        return []
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="srstudy-pbt-") as tmp:
+        local = client.download_artifacts(run_id, EVENTS_ARTIFACT, tmp)
+        return [json.loads(line) for line in Path(local).read_text().splitlines() if line.strip()]
