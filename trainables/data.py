@@ -86,7 +86,9 @@ class EpochDataset(Dataset):
         """This epoch's draws, drawn once per epoch (in each process that asks)."""
         epoch = self.epoch
         if self._plan is None or self._plan[0] != epoch:
-            self._plan = (epoch, self.draw(epoch_generator(self.seed, epoch)))
+            # drawn on the CPU (the same numbers on every device), kept where batches are cut
+            where = self.bank.buffer.device
+            self._plan = (epoch, {k: v.to(where) for k, v in self.draw(epoch_generator(self.seed, epoch)).items()})
         return self._plan[1]
 
     def draw(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -99,11 +101,12 @@ class EpochDataset(Dataset):
     def place(self, device: torch.device, cap_mb: float) -> None:
         """Cut batches on/for `device` (see `sampler.PixelBank.place`)."""
         self.bank.place(device, cap_mb)
+        self._plan = None
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if not 0 <= i < self.length:
             raise IndexError(f"item {i} of {self.length}")
-        return self.cut(torch.tensor([i]))[0].cpu()
+        return self.cut(torch.tensor([i], device=self.bank.buffer.device))[0].cpu()
 
 
 class TrainPatches(EpochDataset):
@@ -195,10 +198,10 @@ class BatchLoader:
 
     def __iter__(self):
         b = self.batch_size
-        batches = (self._items[j * b:(j + 1) * b] for j in range(len(self)))
+        mine = self._items.to(self.dataset.bank.buffer.device)  # where the plan is
         ahead = None
-        for items in batches:
-            batch = self.dataset.cut(items)
+        for j in range(len(self)):
+            batch = self.dataset.cut(mine[j * b:(j + 1) * b])  # (B, C, P, P) uint8
             if ahead is not None:
                 yield ahead
             ahead = batch

@@ -12,7 +12,7 @@ flattened into one buffer. A batch of crops is one `take` from it with an index 
 (B, T, 3, P, P) that already holds the crop position, frame order and dihedral
 transform, so no Python runs per item. The bank sits on the training device when it
 fits under `data.device_cache_mb`; otherwise it stays in (pinned) host memory and each
-batch is copied over asynchronously.
+batch is cut there, pinned and copied over asynchronously.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ class PixelBank:
             views.append(flat[start:start + size].reshape(a.shape))
         self.arrays = views
         self.buffer = self.host  # where batches are cut from: host, or a copy on the device
-        self.start = torch.from_numpy(starts)  # (K,) first byte of each array
-        self.height = torch.tensor([s[1] for s in shapes], dtype=torch.int64)
-        self.width = torch.tensor([s[2] for s in shapes], dtype=torch.int64)
+        # (K,) first byte, height and width of each array: kept on the host, copied where the buffer goes
+        self._layout = (torch.from_numpy(starts), torch.tensor([s[1] for s in shapes], dtype=torch.int64),
+                        torch.tensor([s[2] for s in shapes], dtype=torch.int64))
+        self.start, self.height, self.width = self._layout
         self.device = torch.device("cpu")  # where batches leave for
         self._maps: dict[int, tuple[Tensor, Tensor]] = {}
 
@@ -109,12 +110,10 @@ class PixelBank:
         """Batches leave on `device`; the buffer moves there when it is at most cap_mb MiB."""
         self.device = torch.device(device)
         on_device = self.device.type != "cpu" and self.nbytes <= cap_mb * 2**20
-        if on_device:
-            self.buffer = self.host.to(self.device)
-        else:
-            self.buffer = self.host.pin_memory() if self.device.type == "cuda" else self.host
+        # a host bank is not pinned itself: each cut batch is (a copy of it would double host memory)
+        self.buffer = self.host.to(self.device) if on_device else self.host
         where = self.buffer.device
-        self.start, self.height, self.width = (v.to(where) for v in (self.start, self.height, self.width))
+        self.start, self.height, self.width = (v.to(where) for v in self._layout)
         self._maps = {}
 
     def cut(self, k: Tensor, frames: Tensor, top: Tensor, left: Tensor, t: Tensor, p: int) -> Tensor:

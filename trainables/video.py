@@ -170,7 +170,7 @@ class TrainWindows(EpochDataset):
                                               ("k", "centre", "top", "left", "t", "backwards"))
         half = self.frames // 2
         # (B, T) frames t-k..t+k, or t+k..t-k when played backwards; one transform for every frame
-        slots = torch.arange(-half, half + 1)
+        slots = torch.arange(-half, half + 1, device=centre.device)
         frames = centre[:, None] + (1 - 2 * backwards)[:, None] * slots
         return self.bank.cut(k, frames, top, left, t, self.patch_size)  # (B, T*3, P, P)
 

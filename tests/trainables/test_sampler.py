@@ -77,3 +77,18 @@ def test_video_centre_crops_pick_a_clip_then_a_centre_frame_uniformly():
     assert set(plan["centre"][plan["k"] == 0].tolist()) == {2}
     assert chisquare(np.bincount(plan["centre"][plan["k"] == 1].numpy() - 2, minlength=5)).pvalue > 0.01
     assert set(plan["top"].tolist()) == {2} and set(plan["left"][plan["k"] == 1].tolist()) == {4}
+
+
+def test_the_bank_moves_to_the_device_only_under_the_cap():
+    # the "meta" device stands in for a GPU here: tensors with shapes and no data
+    bank = PixelBank([np.zeros((40, 50, 3), np.uint8), np.zeros((30, 30, 3), np.uint8)])
+    bank.place(torch.device("meta"), cap_mb=bank.nbytes / 2**20)  # fits exactly
+    assert bank.buffer.device.type == "meta" and bank.start.device.type == "meta"
+    k = torch.tensor([0, 1], device="meta")
+    out = bank.cut(k, torch.zeros(2, 1, dtype=torch.long), torch.tensor([1, 2]), torch.tensor([3, 4]),
+                   torch.tensor([0, 5]), 16)
+    assert out.shape == (2, 3, 16, 16) and out.device.type == "meta"
+    bank.place(torch.device("meta"), cap_mb=0.001)  # too big: stays on the host, batches are copied over
+    assert bank.buffer.device.type == "cpu" and bank.device.type == "meta"
+    bank.place(torch.device("cpu"), cap_mb=1e6)  # CPU training: nothing moves
+    assert bank.buffer is bank.host
