@@ -28,13 +28,21 @@ def smoke_study(tmp_path_factory) -> Path:
     Shared by the tracking, browser and report tests so the suite pays for one study.
     """
     import os
+    import signal
     import subprocess
     import sys
 
     folder = tmp_path_factory.mktemp("smoke_study")
     repo = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    done = subprocess.run([sys.executable, "-m", "study.run", str(repo / "search_spaces" / "smoke.yaml")],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", str(repo / "search_spaces" / "smoke.yaml")],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=1200)  # a deadline on a busy machine, not a measurement
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the study and the Ray it started
+        out, err = proc.communicate()
+        pytest.fail(f"the smoke study did not end within 1200 s:\n{out[-3000:]}\n{err[-3000:]}")
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     return folder

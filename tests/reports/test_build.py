@@ -128,7 +128,7 @@ def test_a_study_whose_trials_all_failed_still_builds(demo, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # may include the session's smoke study (tests/conftest.py)
+@pytest.mark.timeout(1800)  # may include the session's smoke study (tests/conftest.py)
 def test_report_of_the_real_smoke_study(smoke_study):
     """After `python -m study.run search_spaces/smoke.yaml`, `python -m reports.build smoke` writes every file."""
     import subprocess

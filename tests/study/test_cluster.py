@@ -174,7 +174,10 @@ def test_smoke_study_through_ray_job_submit(cluster):
     exp = client.get_experiment_by_name("smoke")
     kids = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("srstudy.role") == "trial"]
     assert len(kids) == 2
-    assert all(len(client.get_metric_history(k.info.run_id, "val_psnr")) >= 1 for k in kids)
+    epochs = dict(zip(table["trial_id"], table["epochs"]))
+    for kid in kids:  # the driver logged over HTTP exactly the epochs the results table holds
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val_psnr")]
+        assert steps == list(range(1, int(epochs[kid.data.tags["srstudy.trial_id"]]) + 1))
 
 
 @pytest.mark.timeout(1500)

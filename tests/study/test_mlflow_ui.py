@@ -101,7 +101,7 @@ def last_grid(client: MlflowClient, run_id: str) -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # may include the session's smoke study (tests/conftest.py)
+@pytest.mark.timeout(1800)  # may include the session's smoke study (tests/conftest.py)
 def test_the_smoke_study_in_the_mlflow_ui(smoke_study, ui_server, tmp_path):
     executable = chromium()
     from playwright.sync_api import sync_playwright

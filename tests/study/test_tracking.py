@@ -32,7 +32,7 @@ def study_runs(uri: str, name: str):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # may include the session's smoke study (tests/conftest.py)
+@pytest.mark.timeout(1800)  # may include the session's smoke study (tests/conftest.py)
 def test_smoke_study_in_the_default_store(smoke_study):
     uri = f"sqlite:///{smoke_study / 'mlflow.db'}"
     client, parents, kids = study_runs(uri, "smoke")
