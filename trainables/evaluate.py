@@ -146,8 +146,9 @@ def load_image(path: Path) -> Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
 
 
-def evaluate_folder(folder: str | Path, scale: int, upscale_fn: UpscaleFn) -> list[dict]:
-    """Score `upscale_fn` on every image in `folder`; one dict per image, in name order.
+def evaluate_folder(folder: str | Path, scale: int, upscale_fn: UpscaleFn,
+                    images: Sequence[Path] | None = None) -> list[dict]:
+    """Score `upscale_fn` on every image in `folder` (or only on `images`); one dict per image, in name order.
 
     Each dict: image (file name), width, height (after modcrop), channels, and every
     metric in metrics.METRIC_NAMES (psnr, ssim, hf_energy_ratio, hf_error_ratio).
@@ -157,7 +158,7 @@ def evaluate_folder(folder: str | Path, scale: int, upscale_fn: UpscaleFn) -> li
         raise UserError(f"scale {scale}: not supported for evaluation (accepted: {', '.join(map(str, SCALES))})")
     min_side = 2 * scale + SSIM_WINDOW  # border crop on both sides, then one SSIM window
     rows = []
-    for path in list_images(Path(folder)):
+    for path in list_images(Path(folder)) if images is None else images:
         hr = modcrop(load_image(path), scale)  # (1, C, H, W) uint8, H and W multiples of scale
         _, c, h, w = hr.shape
         if min(h, w) < min_side:

@@ -32,6 +32,8 @@ from trainables.losses import ADVERSARIAL, gradient_penalty, load_vgg54, pixel_l
 from trainables.models import build_discriminator, build_generator
 from trainables.schedules import epoch_rates, set_rates
 from trainables.validation import Validator
+from trainables.benchmarks import score_benchmarks
+from trainables.stability import gan_stability
 from trainables.video import centre_frame, video_data
 
 Report = Callable[[dict[str, Any], "str | None"], None]
@@ -98,6 +100,9 @@ class Trainer:
         self.d_steps = 0
         self.best_psnr = -math.inf
         self.best_epoch = 0
+        self.best_generator: dict[str, torch.Tensor] | None = None  # CPU copy of the best epoch's weights (rank 0)
+        self.gan_start_psnr: float | None = None  # val_psnr the GAN phase started from
+        self.gan_curve: list[float] = []  # val_psnr of the GAN epochs so far
 
     # ------------------------------------------------------------------ state
 
@@ -117,6 +122,9 @@ class Trainer:
             "d_steps": self.d_steps,
             "best_psnr": self.best_psnr,
             "best_epoch": self.best_epoch,
+            "best_generator": self.best_generator,
+            "gan_start_psnr": self.gan_start_psnr,
+            "gan_curve": list(self.gan_curve),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -129,7 +137,14 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         for key in ("epoch", "g_steps", "d_steps", "best_psnr", "best_epoch"):
             setattr(self, key, state[key])
+        self.best_generator = state.get("best_generator")
+        self.gan_start_psnr = state.get("gan_start_psnr")
+        self.gan_curve = list(state.get("gan_curve", []))
         checkpoint.set_rng_state(state["rng"])
+
+    def keep_best(self) -> None:
+        """Copy the delivered generator's weights as the selected model (test scores are taken on it)."""
+        self.best_generator = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_generator().state_dict().items()}
 
     def eval_generator(self) -> nn.Module:
         """The generator that validation, grids, test scores and checkpoints use: the EMA when on."""
@@ -306,6 +321,11 @@ def train(
         return metrics
     while trainer.epoch < total:
         phase = trainer.phase(trainer.epoch)
+        if validator is not None and phase == "gan" and trainer.gan_start_psnr is None:
+            # no pretraining: the GAN phase starts from the initial generator; its score is the
+            # level gan_psnr_drop is measured from (eval mode, no RNG drawn)
+            start_val, _ = validator.evaluate(trainer.eval_generator(), cfg.runtime.channels_last)
+            trainer.gan_start_psnr = start_val["val_psnr"]
         rates = trainer.start_epoch()
         train_metrics, diverged = trainer.run_epoch(loader, dataset, progress if info.is_main else None)
         trainer.epoch += 1
@@ -320,9 +340,19 @@ def train(
                 metrics.update(val)
                 if val["val_psnr"] > trainer.best_psnr:
                     trainer.best_psnr, trainer.best_epoch = val["val_psnr"], trainer.epoch
+                    trainer.keep_best()
+                if phase == "pretrain":
+                    trainer.gan_start_psnr = val["val_psnr"]
+                else:
+                    trainer.gan_curve.append(val["val_psnr"])
                 save_grid(grid, out / "grids" / f"epoch_{trainer.epoch:04d}.png")
                 metrics["grid_path"] = str(out / "grids" / f"epoch_{trainer.epoch:04d}.png")
             metrics.update(best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch)
+            if phase == "gan" and trainer.gan_curve:
+                metrics.update(gan_stability(trainer.gan_start_psnr, trainer.gan_curve))
+            if done:  # the selected (best validation) epoch on the test sets, before the final report
+                metrics.update(score_benchmarks(cfg, trainer.best_generator, trainer.best_epoch, device,
+                                                progress))
             if not diverged:
                 ckpt_dir = str(checkpoint.save(out / "checkpoints" / f"epoch_{trainer.epoch:04d}", cfg,
                                                {**trainer.state(), "metrics": metrics}))
@@ -351,6 +381,10 @@ def _print_table(metrics: dict[str, Any], out: Path) -> None:
         if p is None:
             continue
         print(f"{name:18} {p:10.2f} {s:8.4f} {h:9.3f}")
+    for key in [k[len("test_"):-len("_psnr")] for k in metrics if k.startswith("test_") and k.endswith("_psnr")
+                and not k.endswith("_bicubic_psnr")]:  # test sets scored on the best validation epoch
+        for who, pre in ((f"{key} (epoch {metrics['test_epoch']})", f"test_{key}"), (f"{key} bicubic", f"test_{key}_bicubic")):
+            print(f"{who:18} {metrics[pre + '_psnr']:10.2f} {metrics[pre + '_ssim']:8.4f} {metrics[pre + '_hf']:9.3f}")
     if "val_tc" in metrics:  # video runs
         print(f"temporal-consistency error (Y levels, lower is better): SR {metrics['val_tc']:.3f}, "
               f"bicubic {metrics['bicubic_tc']:.3f}")

@@ -7,7 +7,7 @@ from torch import nn
 
 from trainables.degrade import bicubic_down, bicubic_up, hr_to_model, model_to_01, to_float01, to_uint8
 from trainables.grids import make_grid
-from trainables.metrics import hf_energy_ratio, hf_error_ratio, psnr, ssim, temporal_consistency
+from trainables.metrics import gridding_score, hf_energy_ratio, hf_error_ratio, psnr, ssim, temporal_consistency
 from trainables.video import centre_frame
 
 EVAL_BATCH = 32
@@ -44,6 +44,8 @@ class Validator:
             # nanmean: a flat patch has no high-band energy to restore
             "hf": hf_energy_ratio(sr_uint8, self.hr_uint8, self.scale).nanmean().item(),
             "hf_err": hf_error_ratio(sr_uint8, self.hr_uint8, self.scale).nanmean().item(),
+            # periodic energy at multiples of 1/scale cycles/px over HR's, pooled over the patches (1 = HR's level)
+            "grid": gridding_score(sr_uint8, self.hr_uint8, self.scale).item(),
             # pixel MSE in the model's [-1, 1] space: the pretraining curve's content loss
             "mse": torch.mean((hr_to_model(sr01) - hr) ** 2).item(),
         }

@@ -42,6 +42,7 @@ def tiny(folder: Path, **overrides):
         "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1, "schedule.patches_per_epoch": 32,
         "schedule.batch_size": 8, "runtime.threads": 1,
         "runtime.device": "cpu",  # exact equalities below (resume, DDP ranks) hold on one CPU
+        "eval.benchmarks": [],  # test-set scoring has its own tests (test_benchmarks.py)
     }
     base.update(overrides)
     return load_config(overrides=base)
