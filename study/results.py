@@ -79,6 +79,9 @@ def summarize(spec: StudySpec, results, states: dict[str, str] | None = None) ->
             row[name] = float(last[name]) if name in last else math.nan
         if "bicubic_tc" in last:  # video runs: the temporal-consistency error of bicubic
             row["bicubic_tc"] = float(last["bicubic_tc"])
+        for name, value in last.items():  # test-set scores of the selected epoch (the final result only)
+            if name.startswith("test_") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[name] = int(value) if name == "test_epoch" else float(value)
         row["d_real_minus_fake"] = (float(last["d_real"]) - float(last["d_fake"])
                                     if "d_real" in last and "d_fake" in last else math.nan)
         row["error"] = _first_line(result.error)
@@ -113,16 +116,20 @@ def format_table(spec: StudySpec, table: pd.DataFrame) -> str:
     """The table a person reads at the end of a study (Markdown, so it pastes anywhere)."""
     if table.empty:
         return "(no trials finished)"
+    # the selected epoch's test-set PSNR / SSIM per benchmark set, then the epoch they come from
+    tests = [c for c in table.columns if c.startswith("test_") and c.endswith(("_psnr", "_ssim"))
+             and "_bicubic_" not in c]
     cols = ["trial_id", *spec.space, "seed", "status", "epochs", "best_epoch",
-            *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS))]
+            *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS)), *tests,
+            *(["test_epoch"] if tests and "test_epoch" in table else [])]
     shown = table[[c for c in cols if c in table]].copy()
-    ref = {name: table[name].dropna() for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf", "bicubic_tc")
-           if name in table}
+    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf", "val_tc": "bicubic_tc",
+               **{c: c.replace("_psnr", "_bicubic_psnr").replace("_ssim", "_bicubic_ssim") for c in tests}}
+    ref = {name: table[name].dropna() for name in bicubic.values() if name in table}
     lines = [_md_row(shown.columns)]
     lines.append(_md_row(["---"] * len(shown.columns)))
     for _, r in shown.iterrows():
         lines.append(_md_row(_fmt(v) for v in r.tolist()))
-    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf", "val_tc": "bicubic_tc"}
     ref_row = ["bicubic (reference)"] + [
         _fmt(ref[bicubic[c]].iloc[0]) if c in bicubic and bicubic[c] in ref and len(ref[bicubic[c]]) else ""
         for c in shown.columns[1:]]
