@@ -44,7 +44,7 @@ import yaml
 from study.claims import Claim, parse_claims
 from study.profiles import DEFAULT_PROFILE, apply_profile, profile_notes
 from study.mutations import PBTConfig, check_pbt_study, parse_pbt, split_scheduler
-from study.space import Param, StudySpecError, coerce, fail, parse_space, short, unknown
+from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_space, short, unknown
 from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, flatten, load_config
 from trainables.config import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
@@ -195,7 +195,11 @@ class StudySpec:
 
     @property
     def base_config(self) -> TrialConfig:
-        return load_config(overrides=self.base)
+        """The base as a trial config (completed by the space's first values where base alone is not one)."""
+        try:
+            return load_config(overrides=self.base)
+        except ConfigError:
+            return load_config(overrides={**self.base, **{k: p.candidates()[0] for k, p in self.space.items()}})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -259,11 +263,21 @@ def _flat_base(raw: Any) -> dict[str, Any]:
     return flat
 
 
-def _parse_base(raw: Any) -> tuple[dict[str, Any], TrialConfig]:
+def _parse_base(raw: Any, raw_space: Any = None) -> tuple[dict[str, Any], TrialConfig]:
+    """`base` flat, and as a trial config. Base alone may be incomplete where a searched key
+    completes it (datasets.yaml: data.path fixed, data.source searched): then it is checked with
+    the space's first values (every value is checked with base by `parse_space`)."""
     flat = _flat_base(raw)
     try:
         return flat, load_config(overrides=flat)
     except ConfigError as exc:
+        try:
+            first = {str(k): parse_param(str(k), v).candidates()[0] for k, v in (raw_space or {}).items()
+                     if str(k) not in flat}
+            if first:
+                return flat, load_config(overrides={**flat, **first})
+        except (ConfigError, StudySpecError, AttributeError):
+            pass
         raise StudySpecError(f"base.{exc}") from None
 
 
@@ -336,7 +350,7 @@ def from_dict(raw: Any) -> StudySpec:
     if not _NAME.fullmatch(name):
         fail("name", f"got {name!r}, expected letters, digits, - and _ only "
                      "(it names a folder and an MLflow experiment)")
-    base, base_cfg = _parse_base(raw.get("base"))
+    base, base_cfg = _parse_base(raw.get("base"), raw.get("space"))
     searcher = _section(Searcher, raw.get("searcher"), "searcher")
     scheduler_raw, pbt_raw = split_scheduler(raw.get("scheduler"))
     scheduler = _section(Scheduler, scheduler_raw, "scheduler")
@@ -542,6 +556,7 @@ def plan(spec: StudySpec) -> list[str]:
     elif sch.pbt is not None:
         lines.append(f"scheduler: {sch.pbt.describe()}")
         lines += [f"  mutates {k}: {p.describe()}" for k, p in sch.pbt.mutations.items()]
+        lines.append(f"  ranks trials on their latest {o.metric} (the state a losing trial copies), not the best so far")
     else:
         lines.append("scheduler: none (every trial runs all its epochs)")
     goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} {n}" for n, m in zip(o.metrics, o.modes))
