@@ -117,6 +117,13 @@ def test_trial_scores_its_best_epoch_as_the_evaluate_cli_does(photos, test_set, 
     assert evaluate.main(["--checkpoint", str(last), "--data", str(test_set), "--json"]) == 0
     assert abs(json.loads(capsys.readouterr().out)["mean"]["psnr"] - cli["psnr"]) > 0.01
 
+    # scoring draws no random numbers and changes no weights: the same run without it trains the same
+    plain = []
+    train(tiny(photos, **{"eval.benchmarks": [], "optim.lr_g": 0.05}), report=lambda m, c: plain.append(m),
+          out_dir=tmp_path / "plain")
+    assert [m["val_psnr"] for m in plain] == [m["val_psnr"] for m in reports]
+    assert "test_epoch" not in plain[-1]
+
     # a launcher that restarts the finished run gets the same final metrics, test scores included
     again = train(cfg, out_dir=tmp_path / "run", resume_from=last)
     for key in ("test_my_set_1_psnr", "test_my_set_1_bicubic_ssim", "test_epoch", "gan_psnr_drop", "val_grid"):
