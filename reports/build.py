@@ -24,7 +24,7 @@ matplotlib.use("Agg")  # before anything imports pyplot: reports run on headless
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports import figures, tables, verdicts  # noqa: E402
+from reports import figures, schedule, tables, verdicts  # noqa: E402
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
@@ -291,6 +291,7 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     used = tables.compute_used(best, study.history, spec, study.parent)
     doc.table(Table(["quantity", "value"], [[k, v] for k, v in used]))
     figure_files = _figures_section(doc, study, best, groups, bicubic, keys, out / "figures", top)
+    figure_files += schedule.pbt_section(doc, study, out / "figures")  # PBT studies only
     doc.heading("All trials")
     t_header, t_rows = tables.trial_table(best, spec, keys)
     metric = tables.objectives(spec)[0][0]
