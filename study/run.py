@@ -227,7 +227,9 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
     counts = table["status"].value_counts().to_dict() if not table.empty else {}
     print(f"\nstudy {spec.name}: {len(table)} trials in {wall / 60:.1f} min "
-          f"({', '.join(f'{v} {k}' for k, v in counts.items())})" + (" INTERRUPTED" if interrupted else "") + "\n")
+          f"({', '.join(f'{v} {k}' for k, v in counts.items())})"
+          + (f" INTERRUPTED, {spec.total_trials - len(table)} planned trial(s) not started" if interrupted else "")
+          + "\n")
     print(text)
     if interrupted:
         print(f"\ninterrupted by {signal.Signals(stop.signum).name}: parent run {tracker.parent_run_id} is KILLED; "
