@@ -52,11 +52,15 @@ HP_PREFIX = "hp/"
 
 
 def tune_domain(p: Param) -> Any:
-    """A space or mutation param as Tune samples it (a list for a choice: PBT then steps to a neighbour)."""
+    """A space or mutation param as Tune samples it (a list for a choice: PBT then steps to a neighbour).
+
+    An int range is its list of values (Tune's `qrandint` leaves out `high` when q is 1 and
+    rounds to multiples of q, not to low + k * step); a log int range is `lograndint`.
+    """
     if p.discrete:
         return list(p.values)
     if p.type == "int":
-        return tune.lograndint(p.low, p.high + 1) if p.log else tune.qrandint(p.low, p.high, p.step)
+        return tune.lograndint(p.low, p.high + 1) if p.log else list(range(p.low, p.high + 1, p.step))
     return tune.loguniform(p.low, p.high) if p.type == "loguniform" else tune.uniform(p.low, p.high)
 
 
