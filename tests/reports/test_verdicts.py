@@ -169,3 +169,15 @@ def test_no_benchmark_scores_is_one_line(uri, tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "No test-set scores: no benchmark folder was found" in md and "SR_BENCHMARKS" in md
     assert "Set5 PSNR" not in md
+
+
+def test_final_result_metrics_are_read_from_the_last_epoch_not_the_best():
+    import pandas as pd
+
+    trials = pd.DataFrame({"run_id": ["r"], "status": ["completed"]})
+    history = pd.DataFrame({"run_id": ["r", "r"], "trial_id": ["t", "t"], "epoch": [1, 2],
+                            "val_psnr": [31.0, 30.0], "gan_psnr_drop": [0.0, 1.0],
+                            "test_set5_psnr": [float("nan"), 33.0], "test_epoch": [float("nan"), 1.0]})
+    best = tables.best_rows(trials, history, {"objective": {"metric": "val_psnr", "mode": "max"}}).iloc[0]
+    assert best["best_epoch"] == 1 and best["val_psnr"] == 31.0  # per-epoch metrics at the best epoch
+    assert best["test_set5_psnr"] == 33.0 and best["test_epoch"] == 1.0 and best["gan_psnr_drop"] == 1.0
