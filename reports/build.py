@@ -24,7 +24,7 @@ matplotlib.use("Agg")  # before anything imports pyplot: reports run on headless
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports import figures, schedule, tables, verdicts  # noqa: E402
+from reports import benchmark_table, figures, schedule, tables, verdicts  # noqa: E402
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
@@ -239,7 +239,7 @@ def _verdict_section(doc: Doc, spec: dict, best: pd.DataFrame) -> Table | None:
 
 def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: dict, keys: list[str]) -> Table | None:
     """The paper's table: test-set PSNR / SSIM per benchmark set, or one line saying there are none."""
-    sets = tables.test_sets(best)
+    sets = benchmark_table.test_sets(best)
     metric = tables.objectives(spec)[0][0]
     if not sets:
         doc.para("No test-set scores: no benchmark folder was found when the trials ran (set SR_BENCHMARKS to "
@@ -247,7 +247,7 @@ def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: dict
                  "`eval.benchmarks`, then run the study again). The validation table below is all there is.")
         return None
     doc.heading("Test sets", level=3)
-    header, refs, rows = tables.test_table(best, groups, spec, keys, sets)
+    header, refs, rows = benchmark_table.test_table(best, groups, spec, keys, sets)
     table = Table(header, rows, refs, text_cols=1 + len(keys), caption=(
         f"Test-set scores by the SR protocol (Y channel, border crop of `scale` pixels) of each trial's selected "
         f"generator: its best validation epoch by `{metric}` (column test epoch), never chosen on test data. "
