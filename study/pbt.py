@@ -65,8 +65,12 @@ def tune_domain(p: Param) -> Any:
 
 
 def param_space(spec: StudySpec) -> dict[str, Any]:
-    """The initial population's space; mutated keys outside it are drawn by PBT from their mutation."""
-    return {k: tune_domain(p) for k, p in spec.space.items()}
+    """The initial population's space; mutated keys outside it are drawn by PBT from their mutation.
+
+    Here a list must become `tune.choice` (in a param space a bare list is one constant value).
+    """
+    domains = {k: tune_domain(p) for k, p in spec.space.items()}
+    return {k: tune.choice(d) if isinstance(d, list) else d for k, d in domains.items()}
 
 
 class LastEpochPBT(PopulationBasedTraining):

@@ -46,6 +46,8 @@ def test_scheduler_carries_the_spec():
     assert (pbt._perturbation_interval, pbt._burn_in_period, pbt._quantile_fraction) == (2, 3, 0.5)
     assert pbt._synch is True and pbt._hyperparam_mutations["schedule.d_steps_per_g"] == [1, 2, 3]
     assert list(param_space(spec)) == ["optim.lr_g"]
+    choice = param_space(from_dict({**SPEC, "space": {"loss.beta": {"type": "categorical", "values": [0.0, 0.1]}}}))
+    assert isinstance(choice["loss.beta"], tune.search.sample.Categorical)  # a bare list would be one value
     assert checkpoint_config(spec).num_to_keep == 5
 
 

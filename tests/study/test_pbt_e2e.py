@@ -108,3 +108,59 @@ def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
     # trials never exploited kept their values throughout
     for trial_id in set(kids) - set(exploited):
         assert len(set(curves[trial_id]["hp/optim.lr_g"].values())) == 1
+
+
+@pytest.mark.timeout(900)
+def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
+    import signal
+    import time
+
+    spec = pbt_spec()
+    spec["name"] = "pbt_resume"
+    spec["base"]["schedule.gan_epochs"] = 3  # decisions at epochs 2 and 3; the kill comes between them
+    path = tmp_path / "pbt_resume.yaml"
+    path.write_text("# Run: python -m study.run pbt_resume.yaml\n" + yaml.safe_dump(spec, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "study.run", str(path)], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while " epoch 3 " not in log.read_text():  # a trial trained on after the first decision
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the study driver and its Ray, mid-study
+        proc.wait(timeout=60)
+    for _ in range(240):  # its processes gone before the resumed study starts a Ray
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+
+    done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--resume"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=480)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import pandas as pd
+
+    table = pd.read_parquet(tmp_path / "study_results" / "pbt_resume" / "results.parquet")
+    assert len(table) == 4 and set(table["status"]) == {"completed"} and set(table["epochs"]) == {4}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("pbt_resume")
+    kids = [r for r in client.search_runs([exp.experiment_id], max_results=100)
+            if r.data.tags.get("srstudy.role") == "trial"]
+    assert len(kids) == 4
+    from study.pbt import read_events
+
+    exploits = 0
+    for run in kids:
+        for key in ("val_psnr", "hp/optim.lr_g", "lr_g_now"):
+            steps = sorted(history(client, run.info.run_id, key))  # one point per epoch, none twice
+            assert steps == ([2, 3, 4] if key == "lr_g_now" else [1, 2, 3, 4]), (key, steps)
+        for event in read_events(client, run.info.run_id):
+            exploits += 1
+            h = history(client, run.info.run_id, "hp/optim.lr_g")
+            assert h[event["epoch"] + 1] == pytest.approx(event["new"]["optim.lr_g"])
+    assert exploits >= 2  # the first decision's, recorded before the kill or after the resume
