@@ -1,5 +1,7 @@
-"""A real two-node Ray cluster on 127.0.0.1 (own ports, own temp folder, token auth): the smoke
-study through `ray job submit`, logging to a real MLflow server; an impossible GPU request fails fast.
+"""A real two-node Ray cluster on 127.0.0.1 (every port picked by the OS at bind, own temp folder,
+token auth): the smoke study through `ray job submit`, logging to a real MLflow server; an impossible
+GPU request is refused before any trial starts. Outcomes wait for events (a job's terminal state, a
+line a process prints), never for a number of seconds.
 
 Only the processes this test starts are stopped (`ray stop` would stop every Ray on the host).
 """
@@ -107,7 +109,7 @@ def cluster(tmp_path_factory):
         mlflow_url = start_mlflow()
         gcs = wait_for_line(head_log, r"ray start --address='([^']+)'", head).group(1)
         dashboard = "http://" + wait_for_line(head_log, r"RAY_API_SERVER_ADDRESS='http://([^']+)'", head).group(1)
-        wait_http(f"{dashboard}/api/version", head)
+        assert wait_http(f"{dashboard}/api/version", head), "the Ray head exited: " + head_log.read_text()[-2000:]
         start([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--address", gcs,
                "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats",
                *NODE_PORTS])
