@@ -127,14 +127,15 @@ class PixelBank:
         if p not in self._maps:
             self._maps[p] = tuple(m.to(where) for m in dihedral_maps(p))
         rows, cols = self._maps[p]
-        w = self.width[k]  # (B,)
+        w = self.width[k].view(-1, 1, 1)  # (B, 1, 1)
         b = k.shape[0]
-        # byte of channel 0 of every output pixel within one frame: (B, P, P)
-        pixel = ((top.view(b, 1, 1) + rows[t]) * w.view(b, 1, 1) + left.view(b, 1, 1) + cols[t]) * 3
-        frame = self.start[k].view(b, 1) + frames * (self.height[k] * w * 3).view(b, 1)  # (B, T)
-        channel = torch.arange(3, device=where).view(1, 1, 3, 1, 1)
-        index = frame.view(b, -1, 1, 1, 1) + channel + pixel.view(b, 1, 1, p, p)  # (B, T, 3, P, P)
-        out = self.buffer.take(index).view(b, -1, p, p)  # (B, T*3, P, P)
+        # pixel (RGB triple) of every output pixel within its frame, transform included: (B, P, P)
+        pixel = (top.view(b, 1, 1) * w + left.view(b, 1, 1)) + rows[t] * w + cols[t]
+        first = (self.start[k] // 3).view(b, 1) + (self.height[k] * w.view(-1)).view(b, 1) * frames  # (B, T) frame starts
+        index = first.view(b, -1, 1, 1) + pixel.view(b, 1, p, p)  # (B, T, P, P)
+        # every image starts on a pixel boundary: gather whole RGB triples, then go channels-first
+        rgb = self.buffer.view(-1, 3).index_select(0, index.view(-1)).view(b, -1, p, p, 3)  # (B, T, P, P, 3)
+        out = rgb.permute(0, 1, 4, 2, 3).contiguous().view(b, -1, p, p)  # (B, T*3, P, P)
         if out.device != self.device:  # host bank, device training: pinned, asynchronous copy
             out = out.pin_memory().to(self.device, non_blocking=True)
         return out
