@@ -3,6 +3,11 @@
 Prints the resolved spec and the trial plan, runs the trials (each on Ray Train workers),
 shows progress, and ends with a table of trials sorted by the objective, the bicubic
 reference, and where to look next. `--resume` continues an interrupted study.
+
+Exit codes: 0 the study ran to its end; 2 bad input (one line on stderr, checked before
+Ray starts or MLflow writes anything); 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM:
+the table then lists unfinished trials as `interrupted`, the MLflow parent run is KILLED,
+and the command that resumes the study is printed.
 """
 
 from __future__ import annotations
