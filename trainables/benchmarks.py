@@ -31,6 +31,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from trainables import degrade as _degrade
+from trainables import evaluate as _evaluate
+from trainables import metrics as _metrics
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.evaluate import (UpscaleFn, benchmark_root, evaluate_folder, generator_upscaler, list_images,
@@ -41,6 +44,8 @@ from trainables.models import build_generator
 SCORES = {"psnr": "psnr", "ssim": "ssim", "hf": "hf_energy_ratio"}
 # bicubic's scores depend on the images and the scale alone: every trial of a study on this machine shares them
 BICUBIC_CACHE = Path(tempfile.gettempdir()) / "srstudy-bicubic-scores"
+# a change to the protocol's code (metrics, degradation, image loading) invalidates cached scores
+_PROTOCOL_CODE = hashlib.sha1(b"".join(Path(m.__file__).read_bytes() for m in (_metrics, _degrade, _evaluate))).hexdigest()
 
 
 def set_key(name: str) -> str:
@@ -77,8 +82,11 @@ def select_images(paths: Sequence[Path], max_pixels: int | None) -> list[Path]:
         return paths
     pixels = []
     for p in paths:
-        with Image.open(p) as im:  # reads the header only
-            pixels.append(im.size[0] * im.size[1])
+        try:
+            with Image.open(p) as im:  # reads the header only
+                pixels.append(im.size[0] * im.size[1])
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UserError(f"{p}: not a readable image ({type(exc).__name__})") from None
     n_all = len(paths)
     for n in range(n_all, 0, -1):
         picks = [int((i + 0.5) * n_all / n) for i in range(n)]
@@ -96,8 +104,8 @@ def selected_generator(cfg: TrialConfig, weights: Mapping[str, Tensor], device: 
 
 
 def bicubic_scores(folder: Path, images: Sequence[Path], scale: int) -> dict[str, float]:
-    """Mean bicubic scores of `images`, cached on disk by (file paths, sizes, mtimes, scale)."""
-    ident = [scale] + [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in images]
+    """Mean bicubic scores of `images`, cached on disk by (protocol code, file paths, sizes, mtimes, scale)."""
+    ident = [_PROTOCOL_CODE, scale] + [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in images]
     cache = BICUBIC_CACHE / (hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:20] + ".json")
     try:
         return json.loads(cache.read_text())

@@ -141,3 +141,14 @@ def test_untrained_generator_scores_the_published_bicubic_on_set5(benchmarks, bi
     assert len(list(bicubic_cache.glob("*.json"))) == 1  # bicubic's scores are kept for the next trial
     again = score_benchmarks(cfg, build_generator(cfg).state_dict(), 0, torch.device("cpu"))
     assert again["test_set5_bicubic_psnr"] == scores["test_set5_bicubic_psnr"]
+
+
+def test_an_unreadable_test_image_skips_its_set_with_a_note(photos, tmp_path, test_set):
+    broken = tmp_path / "Broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"not a png")
+    cfg = tiny(photos, **{"eval.benchmarks": [str(broken), str(test_set)]})
+    notes = []
+    scores = score_benchmarks(cfg, build_generator(cfg).state_dict(), 1, torch.device("cpu"), notes.append)
+    assert "test_broken_psnr" not in scores and "test_my_set_1_psnr" in scores
+    assert len(notes) == 1 and "x.png: not a readable image" in notes[0]
