@@ -28,7 +28,7 @@ from reports import benchmark_table, figures, schedule, tables, verdicts  # noqa
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
-from trainables.errors import ArgumentParser, UserError, check_sqlite_store, check_writable_dir  # noqa: E402
+from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir  # noqa: E402
 
 TOP = 8  # groups shown in the sample-grid figure and coloured in the curves
 
@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--top {args.top}: expected at least 1 group")
     uri = resolve_tracking_uri(args.tracking_uri)
     # a store that is not one (an empty or text file) is refused before MLflow writes its schema into it
-    check_sqlite_store(uri, "--tracking-uri" if args.tracking_uri else "tracking URI", must_exist=True)
+    check_tracking_uri(uri, "--tracking-uri" if args.tracking_uri else "tracking URI", must_exist=True)
     if args.out:
         check_writable_dir(args.out, "--out")
     study = load_study(args.study, uri, args.parent_run_id)

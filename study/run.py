@@ -24,7 +24,7 @@ from typing import Mapping
 
 from study.spec import DEFAULT_STORAGE, StudySpec, load_spec, plan, spec_hash, with_base_overrides
 from trainables.config import parse_set_args
-from trainables.errors import ArgumentParser, UserError, check_sqlite_store, check_writable_dir, sqlite_path
+from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir, sqlite_path
 
 # set by Ray's job supervisor in the environment of a `ray job submit` entrypoint
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     local = _local(storage)
     if local is not None:
         check_writable_dir(local, "--storage" if args.storage else "storage")
-    check_sqlite_store(uri, "--tracking-uri" if args.tracking_uri else "tracking_uri", must_exist=False)
+    check_tracking_uri(uri, "--tracking-uri" if args.tracking_uri else "tracking_uri", must_exist=False)
     study_dir = local / spec.name if local is not None else None
     exists = study_dir is not None and (study_dir / "tuner.pkl").exists()
     if exists and not args.resume:

@@ -85,3 +85,16 @@ def check_sqlite_store(uri: str, flag: str, must_exist: bool) -> None:
         raise UserError(f"{flag} {uri}: no MLflow store at {path}; pass --tracking-uri or set "
                         "MLFLOW_TRACKING_URI to the store the study logged to")
     check_writable_dir(path.parent, flag)
+
+
+def check_tracking_uri(uri: str, flag: str, must_exist: bool) -> None:
+    """A tracking URI MLflow can open without surprises: not a bare path, and a real SQLite store if sqlite.
+
+    A bare path or `file:` URI selects MLflow's file store, which MLflow 3 no longer
+    writes (it fails deep inside the first write, after a study has started).
+    """
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ("file" if uri.startswith("file:") else "")
+    if scheme in ("", "file"):
+        raise UserError(f"{flag} {uri}: a path or file: URI selects MLflow's file store, which MLflow 3 does "
+                        "not write; give sqlite:///PATH/mlflow.db or http://HOST:5000")
+    check_sqlite_store(uri, flag, must_exist)
