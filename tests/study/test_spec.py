@@ -548,3 +548,13 @@ def test_selection_values_are_the_best_epoch_so_far():
     assert selection_metric("best_val_psnr") == "best_val_psnr"
     first = selection_values({}, {"val_psnr": float("nan")}, Objective())
     assert first["best_val_psnr"] != first["best_val_psnr"]  # NaN: never validated
+
+
+def test_dry_run_shows_the_profile(capsys):
+    from study import run
+
+    assert run.main([str(REPO / "search_spaces" / "loss_family.yaml"), "--profile", "paper", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "profile: paper" in out and "model.g_blocks=16" in out and "gpus_per_worker: 1" in out
+    assert "Tune sees best_val_psnr" in out and "lsgan_most_stable" in out
+    assert run.main([str(REPO / "search_spaces" / "loss_family.yaml"), "--profile", "nope", "--dry-run"]) == 2
