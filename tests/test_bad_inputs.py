@@ -144,7 +144,8 @@ TRAIN_CASES.update({
 
 
 # data files: each fails while the images load, before any training step
-def folder_data(rel: str, files: dict[str, bytes], source: str = "folder", **extra) -> list[str]:
+def folder_data(rel: str, source: str = "folder", **extra) -> list[str]:
+    """--set flags of a tiny run that reads `source` data from {tmp}/rel."""
     return [*sets({**TINY, "data.source": source, "data.path": f"{{tmp}}/{rel}", **extra})]
 
 
@@ -170,7 +171,7 @@ def data_case(name: str, files: dict[str, bytes], says: str) -> Case:
             (tmp / "imgs").mkdir()
         for fname, data in files.items():
             (tmp / "imgs" / fname).write_bytes(data)
-    return train(*folder_data("imgs", files), setup=setup, says=says)
+    return train(*folder_data("imgs"), setup=setup, says=says)
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -183,20 +184,20 @@ GOOD_NPZ = npz_bytes(data=np.zeros((4, 3 * 64 * 64), np.uint8), labels=np.zeros(
 for name, (files, says) in DATA_CASES.items():
     TRAIN_CASES[f"train-data-{name}"] = data_case(name, files, says)
 TRAIN_CASES.update({
-    "train-data-stl10-truncated": train(*folder_data("stl", {}, "stl10", **{"data.stl10_split": "train"}),
+    "train-data-stl10-truncated": train(*folder_data("stl", "stl10", **{"data.stl10_split": "train"}),
                                         setup=write("stl/stl10_binary/train_X.bin", b"\0" * 1000), says="train_X.bin"),
-    "train-data-stl10-missing": train(*folder_data("stl", {}, "stl10"), setup=write("stl/keep", ""), says="stl10"),
-    "train-data-npz-truncated": train(*folder_data("inet", {}, "imagenet64"),
+    "train-data-stl10-missing": train(*folder_data("stl", "stl10"), setup=write("stl/keep", ""), says="stl10"),
+    "train-data-npz-truncated": train(*folder_data("inet", "imagenet64"),
                                       setup=write("inet/train_data_batch_1.npz", GOOD_NPZ[:200]), says=".npz"),
-    "train-data-npz-random": train(*folder_data("inet", {}, "imagenet64"),
+    "train-data-npz-random": train(*folder_data("inet", "imagenet64"),
                                    setup=write("inet/train_data_batch_1.npz", RANDOM), says=".npz"),
-    "train-data-npz-no-data": train(*folder_data("inet", {}, "imagenet64"),
+    "train-data-npz-no-data": train(*folder_data("inet", "imagenet64"),
                                     setup=write("inet/train_data_batch_1.npz", npz_bytes(x=np.zeros(3))), says="'data'"),
-    "train-data-npz-float": train(*folder_data("inet", {}, "imagenet64"),
+    "train-data-npz-float": train(*folder_data("inet", "imagenet64"),
                                   setup=write("inet/train_data_batch_1.npz",
                                               npz_bytes(data=np.zeros((4, 3 * 64 * 64), np.float32))), says="uint8"),
-    "train-data-npz-none": train(*folder_data("inet", {}, "imagenet64"), setup=write("inet/keep", ""), says=".npz"),
-    "train-data-celeba-empty": train(*folder_data("celeb", {}, "celeba"), setup=write("celeb/keep", ""), says="CelebA"),
+    "train-data-npz-none": train(*folder_data("inet", "imagenet64"), setup=write("inet/keep", ""), says=".npz"),
+    "train-data-celeba-empty": train(*folder_data("celeb", "celeba"), setup=write("celeb/keep", ""), says="CelebA"),
 })
 
 
