@@ -37,7 +37,7 @@ DECIMALS = {"val_psnr": 2, "best_val_psnr": 2, "val_ssim": 4, "val_hf": 3, "val_
 # which way is better for a metric that is not an objective (HF ratio: closest to 1 = HR's detail)
 BETTER = {"val_psnr": "max", "val_ssim": "max", "val_hf": "one", "val_hf_err": "min", "val_mse": "min", "val_tc": "min"}
 CONTINUOUS = ("uniform", "loguniform", "int")
-STATUSES = ("completed", "stopped early", "diverged", "failed", "running")
+STATUSES = ("completed", "stopped early", "diverged", "failed", "interrupted", "running")
 MISSING = "—"
 # metrics of the final result: read at a trial's last logged value, not at its best epoch
 FINAL_PREFIXES = ("test_", "gan_psnr_")
