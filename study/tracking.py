@@ -75,8 +75,7 @@ class StudyTracker:
         self.parent_run_id: str | None = None
 
     def find_parent(self, spec_hash: str) -> str | None:
-        """The parent run a `--resume` continues: this study's latest unfinished run of the same spec
-        (else its latest run: `--resume` of a finished study adds no parent run).
+        """The parent run a `--resume` continues: this study's latest unfinished run of the same spec.
 
         Found from MLflow itself (tags), not from a file beside the results, so a study whose
         results live on object storage resumes into the same parent and child runs.
@@ -89,8 +88,7 @@ class StudyTracker:
         for run in runs:
             if run.info.status != "FINISHED":
                 return run.info.run_id
-        # a finished study resumed again reopens its own parent (no second parent run)
-        return runs[0].info.run_id if runs else None
+        return None
 
     def start(self, spec_yaml: str, plan: list[str], spec_hash: str, description: str,
               resume_run_id: str | None = None) -> str:

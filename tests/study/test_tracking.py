@@ -196,13 +196,3 @@ def test_logged_generator_is_a_state_dict_and_config_that_loads_with_weights_onl
     assert sorted(p.name for p in Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}")).iterdir()) == [
         "config.yaml", "generator.pt"]
 
-
-def test_resume_finds_the_parent_run_in_mlflow_unfinished_first_then_finished(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = StudyTracker(uri, "again")
-    assert tracker.find_parent("h1") is None  # nothing to resume
-    first = tracker.start("name: again\n", ["plan"], "h1", "")
-    assert tracker.find_parent("h1") == first and tracker.find_parent("h2") is None  # another spec: not it
-    tracker.finish("FINISHED")
-    assert StudyTracker(uri, "again").find_parent("h1") == first  # a finished study reopens its own parent
