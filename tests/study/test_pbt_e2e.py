@@ -97,7 +97,7 @@ def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
         runs = sorted(p.name for p in (study / "train_runs").iterdir() if p.name.startswith(f"train-{trial_id}-"))
         assert len(runs) >= 2  # a fresh Train run after the exploit, never its first one again
         ckpts = sorted((study / "train_runs" / runs[-1]).glob("checkpoint_*"))
-        state = torch.load(ckpts[-1] / "state.pt", map_location="cpu", weights_only=False)
+        state = torch.load(ckpts[-1] / "state.pt", map_location="cpu", weights_only=True)
         assert state["epoch"] == 3
         assert state["gan_curve"][0] == pytest.approx(theirs["val_psnr"][2], abs=1e-4)
         assert state["gan_curve"][1] == pytest.approx(mine["val_psnr"][3], abs=1e-4)
