@@ -455,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     if threading_is_main():
         signal.signal(signal.SIGTERM, _on_sigterm)
     out = Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S"))
-    existed = out.exists()
+    created = None if out.exists() else out  # the outermost folder this run creates (gone again on bad input)
+    while created is not None and not created.parent.exists() and created.parent != created:
+        created = created.parent
     try:
         # every input is checked before the output folder exists or data is read
         cfg = load_config(args.config, parse_set_args(args.overrides))
