@@ -54,7 +54,11 @@ def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "scheduler: pbt on epoch (decisions every 1 epoch(s) from epoch 2" in done.stdout
+    check_records(tmp_path)
 
+
+def check_records(tmp_path: Path) -> None:
+    """The finished study's MLflow records, Train runs and checkpoints (see the test above)."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("pbt_e2e")
     kids = {r.data.tags["srstudy.trial_id"]: r for r in client.search_runs([exp.experiment_id], max_results=100)
@@ -96,7 +100,7 @@ def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
         study = tmp_path / "study_results" / "pbt_e2e"
         runs = sorted(p.name for p in (study / "train_runs").iterdir() if p.name.startswith(f"train-{trial_id}-"))
         assert len(runs) >= 2  # a fresh Train run after the exploit, never its first one again
-        ckpts = sorted((study / "train_runs" / runs[-1]).glob("checkpoint_*"))
+        ckpts = sorted(p for p in (study / "train_runs" / runs[-1]).glob("checkpoint_*") if p.is_dir())
         state = torch.load(ckpts[-1] / "state.pt", map_location="cpu", weights_only=True)
         assert state["epoch"] == 3
         assert state["gan_curve"][0] == pytest.approx(theirs["val_psnr"][2], abs=1e-4)
