@@ -80,7 +80,18 @@ class LastEpochPBT(PopulationBasedTraining):
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
         if result.get("status") in ("completed", "diverged"):
             return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
+        state = self._trial_state.get(trial)
+        before = state.last_perturbation_time if state is not None else None
+        decision = super().on_trial_result(tune_controller, trial, result)
+        # A restored study restarts this scheduler's clock while its trials come back at their
+        # checkpoints' epochs; a decision then sets the next one no later than the epoch it was
+        # taken at, and every paused trial waits for a decision that never comes (measured: a
+        # killed study's --resume hung with all trials PAUSED). The next decision is after this one.
+        time = result.get(self._time_attr)
+        decided = state is not None and before != time and state.last_perturbation_time == time
+        if self._synch and decided and self._next_perturbation_sync <= time:
+            self._next_perturbation_sync = time + self._perturbation_interval
+        return decision
 
 
 def make_scheduler(spec: StudySpec) -> LastEpochPBT:
