@@ -43,9 +43,22 @@ def write_spec(folder: Path, kills: int, trials: int) -> Path:
 
 
 def train_workers() -> list[int]:
-    """Pids of the Ray Train worker processes on this machine."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [int(line.split(None, 1)[0]) for line in out.splitlines() if WORKER_TITLE in line]
+    """Pids of the Ray Train worker processes on this machine.
+
+    Ray sets an actor's process title (`ray::RayTrainWorker...`) with setproctitle, which
+    shows in /proc/PID/comm (cut to 15 characters) or in the command line, depending on
+    the kernel: both are checked.
+    """
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            name = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if name.startswith(f"ray::{WORKER_TITLE}"[:15]) or WORKER_TITLE in cmdline:
+            pids.append(int(proc.name))
+    return pids
 
 
 def driver_env() -> dict[str, str]:
