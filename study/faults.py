@@ -42,8 +42,10 @@ def write_spec(folder: Path, kills: int, trials: int) -> Path:
     return path
 
 
-def train_workers() -> list[int]:
-    """Pids of the Ray Train worker processes on this machine.
+def train_workers(group: int) -> list[int]:
+    """Pids of the Ray Train worker processes in process group `group` (the study's driver and its Ray).
+
+    Only that group: other studies on the same machine are not touched.
 
     Ray sets an actor's process title (`ray::RayTrainWorker...`) with setproctitle, which
     shows in /proc/PID/comm (cut to 15 characters) or in the command line, depending on
@@ -54,9 +56,10 @@ def train_workers() -> list[int]:
         try:
             name = (proc / "comm").read_text().strip()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            pgrp = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])  # fields after "(comm)"
         except OSError:  # the process ended meanwhile
             continue
-        if name.startswith(f"ray::{WORKER_TITLE}"[:15]) or WORKER_TITLE in cmdline:
+        if pgrp == group and (name.startswith(f"ray::{WORKER_TITLE}"[:15]) or WORKER_TITLE in cmdline):
             pids.append(int(proc.name))
     return pids
 
@@ -77,12 +80,12 @@ def kill_workers(folder: Path, spec: Path, kills: int, rng: random.Random) -> in
     proc = start(folder, spec, False, folder / "study.log")
     done = 0
     while proc.poll() is None and done < kills:
-        pids = train_workers()
+        pids = train_workers(proc.pid)
         if not pids:
             time.sleep(0.5)
             continue
         time.sleep(rng.uniform(2, 12))
-        pids = train_workers()
+        pids = train_workers(proc.pid)
         if pids:
             os.kill(rng.choice(pids), signal.SIGKILL)
             done += 1
