@@ -142,15 +142,17 @@ def start_checkpoint(loop_config: dict[str, Any]) -> Checkpoint | None:
 class ForwardReports(UserCallback):
     """On the Train controller: pass every report and its persisted checkpoint to the trial driver."""
 
-    def __init__(self, queue: Queue):
-        self.queue = queue
+    def __init__(self, queue: Queue, done: Queue):
+        self.queue, self.done = queue, done
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         out = dict(metrics[0])
         if checkpoint is not None:
             out["checkpoint_path"] = checkpoint.path  # as TuneReportCallback does
-        # blocks until the driver took it: the checkpoint is copied to Tune before Train may prune it
         self.queue.put((out, checkpoint))
+        # wait until Tune holds its copy: Train prunes older checkpoints when the next epoch comes
+        # (measured: under load a slot of slack let Train delete epoch 1 before the driver copied it)
+        self.done.get()
 
 
 @dataclass
@@ -161,10 +163,11 @@ class PBTRun:
     start_from: Checkpoint | None
     exploit: dict[str, Any] | None
     queue: Queue = field(repr=False)
+    done: Queue = field(repr=False)
 
     @property
     def callbacks(self) -> list:
-        return [ForwardReports(self.queue)]
+        return [ForwardReports(self.queue, self.done)]
 
     def loop_config(self, trial_id: str, keys: list[str]) -> dict[str, Any]:
         return {"pbt": {"trial_id": trial_id, "keys": keys, "start_from": self.start_from}}
@@ -191,6 +194,7 @@ class PBTRun:
                 metrics[EXPLOIT_KEY] = json.dumps(exploit)
                 exploit = None
             tune.report(metrics, checkpoint=checkpoint)
+            self.done.put(True)
         thread.join()
         if errors:
             raise errors[0]
@@ -224,7 +228,8 @@ def prepare(trial_id: str, train_storage: str) -> PBTRun:
             exploit = {"donor": origin["trial_id"], "epoch": int(origin["epoch"]), "donor_hp": donor_hp}
     index = _next_run_index(train_storage, trial_id)
     return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit,
-                  queue=Queue(maxsize=1, actor_options={"num_cpus": 0}))
+                  queue=Queue(maxsize=1, actor_options={"num_cpus": 0}),
+                  done=Queue(maxsize=1, actor_options={"num_cpus": 0}))
 
 
 # ----------------------------------------------------------------------------- records (study driver)
