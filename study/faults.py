@@ -42,26 +42,41 @@ def write_spec(folder: Path, kills: int, trials: int) -> Path:
     return path
 
 
-def train_workers(group: int) -> list[int]:
-    """Pids of the Ray Train worker processes in process group `group` (the study's driver and its Ray).
-
-    Only that group: other studies on the same machine are not touched.
-
-    Ray sets an actor's process title (`ray::RayTrainWorker...`) with setproctitle, which
-    shows in /proc/PID/comm (cut to 15 characters) or in the command line, depending on
-    the kernel: both are checked.
-    """
-    pids = []
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, process title and command line) for every process visible in /proc."""
+    table = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             name = (proc / "comm").read_text().strip()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            pgrp = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])  # fields after "(comm)"
-        except OSError:  # the process ended meanwhile
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])  # fields after "(comm)"
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
             continue
-        if pgrp == group and (name.startswith(f"ray::{WORKER_TITLE}"[:15]) or WORKER_TITLE in cmdline):
-            pids.append(int(proc.name))
-    return pids
+        table[int(proc.name)] = (ppid, f"{name} {cmdline}")
+    return table
+
+
+def train_workers(driver: int) -> list[int]:
+    """Pids of the Ray Train worker processes that descend from `driver` (the study and the Ray it started).
+
+    Only its descendants: other studies on the same machine are not touched. Ray starts its
+    processes in sessions of their own, so the process group does not say whose they are;
+    the parent chain does. Ray sets an actor's process title (`ray::RayTrainWorker...`) with
+    setproctitle, which shows in /proc/PID/comm (cut to 15 characters) or in the command line.
+    """
+    table = _processes()
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid > 1 and pid not in seen:
+            if pid == driver:
+                return True
+            seen.add(pid)
+            pid = table.get(pid, (0, ""))[0]
+        return False
+
+    return [pid for pid, (_, title) in table.items()
+            if pid != driver and (f"ray::{WORKER_TITLE}"[:15] in title or WORKER_TITLE in title) and descends(pid)]
 
 
 def driver_env() -> dict[str, str]:
