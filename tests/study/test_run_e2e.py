@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -104,8 +105,22 @@ def test_smoke_study_with_optuna_and_asha(tmp_path):
         assert sorted(_grids(client, kid.info.run_id)) == accepted
         assert kid.data.params["loss.family"] == row["loss.family"]
         # and its best epoch's generator, as a state dict and config
-        assert {a.path for a in client.list_artifacts(kid.info.run_id, "generator")} == {
-            "generator/config.yaml", "generator/generator.pt"}
+        assert generator_files(client, kid.info.run_id) == {"generator/config.yaml", "generator/generator.pt"}
+
+
+def generator_files(client: MlflowClient, run_id: str) -> set[str]:
+    """The files under a child run's `generator/`.
+
+    MLflow lists `runs:/ID/generator` as the run's artifacts plus those of its logged model
+    named `generator`, and looks that model up in the process-wide tracking store, not in
+    the client's: point the process at the client's store while listing.
+    """
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        return {a.path for a in client.list_artifacts(run_id, "generator")}
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 @pytest.mark.timeout(900)
