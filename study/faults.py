@@ -3,7 +3,7 @@
     python -m study.faults workers --kills 10      # SIGKILL a Ray Train worker 10 times during one study
     python -m study.faults driver --kills 10       # SIGKILL the driver (and its Ray) 10 times, --resume each time
 
-Runs `search_spaces/smoke.yaml` (sequential trials, no scheduler, `resources.max_failures`
+Runs `search_spaces/smoke.yaml` (1,024-patch epochs, sequential trials, no scheduler, `resources.max_failures`
 raised to the number of kills so that restarts, not give-ups, are measured) in a fresh
 folder, injects the faults, lets the study finish (driver mode: `--resume` until it exits
 0), then prints from the results table and MLflow: trials that survived (completed) and
@@ -36,6 +36,8 @@ WORKER_TITLE = "RayTrainWorker"  # the process title of a Ray Train worker actor
 def write_spec(folder: Path, kills: int, trials: int) -> Path:
     spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
     spec.update(name="faults", trials=trials, max_concurrent=1, scheduler={"type": "none"})
+    # epochs of ~10 s on 2 cores, so that a kill can land mid-epoch, in validation or in a checkpoint write
+    spec["base"].update({"schedule.patches_per_epoch": 1024, "schedule.gan_epochs": 3})
     spec["resources"] = {**spec.get("resources", {}), "max_failures": kills}
     path = folder / "faults.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -91,7 +93,7 @@ def start(folder: Path, spec: Path, resume: bool, log: Path) -> subprocess.Popen
 
 
 def kill_workers(folder: Path, spec: Path, kills: int, rng: random.Random) -> int:
-    """One study; a worker is killed `kills` times, each a random 2-12 s after a worker is seen."""
+    """One study; a worker is killed `kills` times, each a random 1-8 s after a worker is seen."""
     proc = start(folder, spec, False, folder / "study.log")
     done = 0
     while proc.poll() is None and done < kills:
@@ -99,7 +101,7 @@ def kill_workers(folder: Path, spec: Path, kills: int, rng: random.Random) -> in
         if not pids:
             time.sleep(0.5)
             continue
-        time.sleep(rng.uniform(2, 12))
+        time.sleep(rng.uniform(1, 8))
         pids = train_workers(proc.pid)
         if pids:
             os.kill(rng.choice(pids), signal.SIGKILL)
