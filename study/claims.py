@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from study.space import Param, fail, unknown
+from study.space import Param, check_keys, fail, unknown
 
 Better = Literal["higher", "lower", "closer", "fewer"]
 BETTER = ("higher", "lower", "closer", "fewer")
@@ -161,11 +161,7 @@ def parse_claims(raw: Any, space: dict[str, Param]) -> tuple[Claim, ...]:
     claims: list[Claim] = []
     for i, c in enumerate(raw):
         where = f"claims[{i}]"
-        if not isinstance(c, Mapping):
-            fail(where, f"got {c!r}, expected a mapping with keys {', '.join(CLAIM_KEYS)}")
-        for k in c:
-            if k not in CLAIM_KEYS:
-                unknown(f"{where}.{k}", str(k), CLAIM_KEYS, "a claim")
+        check_keys(c, where, CLAIM_KEYS, "a claim")
         for k in ("name", "metric", "better", "compare"):
             if k not in c:
                 fail(f"{where}.{k}", "missing")

@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-from study.space import StudySpecError, fail, unknown
+from study.space import StudySpecError, check_keys, fail, unknown
 from trainables.config import ConfigError, flatten, load_config
 from trainables.config import read_yaml as config_read_yaml
 
@@ -50,11 +50,7 @@ def read_profile(path: Path) -> dict[str, Any]:
 
     raw = config_read_yaml(path, what="profile file", error=StudySpecError) or {}
     where = f"profile {path.stem}"
-    if not isinstance(raw, Mapping):
-        fail(where, f"got {raw!r}, expected a mapping with keys {', '.join(PROFILE_KEYS)}")
-    for key in raw:
-        if key not in PROFILE_KEYS:
-            unknown(f"{where}.{key}", str(key), PROFILE_KEYS, "a profile")
+    check_keys(raw, where, PROFILE_KEYS, "a profile")
     base = raw.get("base") or {}
     if not isinstance(base, Mapping):
         fail(f"{where}.base", f"got {base!r}, expected a mapping of trial-config overrides")

@@ -21,7 +21,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
@@ -63,6 +63,15 @@ def unknown(where: str, key: str, accepted: Iterable[str], what: str) -> typing.
     close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"{what} accepts {', '.join(accepted)}"
     fail(where, f"unknown key; {hint}")
+
+
+def check_keys(raw: Any, where: str, accepted: Sequence[str], what: str) -> None:
+    """`raw` must be a mapping whose keys are all in `accepted` (one-line StudySpecError otherwise)."""
+    if not isinstance(raw, Mapping):
+        fail(where, f"got {raw!r}, expected a mapping with keys {', '.join(accepted)}")
+    for key in raw:
+        if key not in accepted:
+            unknown(f"{where}.{key}", str(key), accepted, what)
 
 
 def describe(tp: Any) -> str:
