@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-from study.space import StudySpecError, check_keys, fail, unknown
+from study.space import StudySpecError, check_keys, fail
 from trainables.config import ConfigError, flatten, load_config
 from trainables.config import read_yaml as config_read_yaml
 
