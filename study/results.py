@@ -123,6 +123,9 @@ def format_table(spec: StudySpec, table: pd.DataFrame) -> str:
             *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS)), *tests,
             *(["test_epoch"] if tests and "test_epoch" in table else [])]
     shown = table[[c for c in cols if c in table]].copy()
+    for name in ("seed", "epochs", "best_epoch", "test_epoch"):  # counts stay counts with a gap (NaN) beside them
+        if name in shown:
+            shown[name] = pd.to_numeric(shown[name], errors="coerce").round().astype("Int64")
     bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf", "val_tc": "bicubic_tc",
                **{c: c.replace("_psnr", "_bicubic_psnr").replace("_ssim", "_bicubic_ssim") for c in tests}}
     ref = {name: table[name].dropna() for name in bicubic.values() if name in table}
@@ -142,7 +145,7 @@ def _md_row(cells) -> str:
 
 
 def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"

@@ -191,7 +191,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         tracker = StudyTracker(uri, spec.name)
         previous = tracker.find_parent(digest) if args.resume else None
         if args.resume and previous is None:
-            print("note: no unfinished MLflow parent run of this spec; starting a new one", file=sys.stderr)
+            print("note: no MLflow parent run of this spec in this tracking store; starting a new one", file=sys.stderr)
         parent = tracker.start(spec.dump_yaml(), plan(spec), digest, spec.description, resume_run_id=previous)
         print(f"MLflow: experiment {spec.name!r} (id {tracker.experiment_id}), parent run {parent} at {uri}\n")
 

@@ -75,20 +75,19 @@ class StudyTracker:
         self.parent_run_id: str | None = None
 
     def find_parent(self, spec_hash: str) -> str | None:
-        """The parent run a `--resume` continues: this study's latest unfinished run of the same spec.
+        """The parent run a `--resume` continues: this study's latest run of the same spec.
 
         Found from MLflow itself (tags), not from a file beside the results, so a study whose
-        results live on object storage resumes into the same parent and child runs.
+        results live on object storage resumes into the same parent and child runs. A finished
+        parent is reopened too: `--resume` of a finished study (to retry its failed trials, or
+        run twice) keeps one parent run.
         """
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study}' "
                           f"and tags.`{SPEC_HASH}` = '{spec_hash}'",
-            order_by=["attributes.start_time DESC"], max_results=100)
-        for run in runs:
-            if run.info.status != "FINISHED":
-                return run.info.run_id
-        return None
+            order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
 
     def start(self, spec_yaml: str, plan: list[str], spec_hash: str, description: str,
               resume_run_id: str | None = None) -> str:

@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
 GENERATOR_FILE = "generator.pt"  # a generator alone (what MLflow holds): its state dict, beside config.yaml
 FORMAT = 2  # 2: RNG states as tensors and lists (weights_only); 1 (no key): pickled numpy RNG state
+# fault injection ("EPOCH:MARKER_FILE"): the process writing epoch EPOCH's checkpoint dies by SIGKILL
+# halfway through its state file, once (while MARKER_FILE exists; it is removed first). Tests and
+# `study.faults` use it to tear a checkpoint mid-write, a moment a kill from outside rarely hits.
+TEAR_ENV = "SRSTUDY_TEAR_CHECKPOINT"
 
 
 def rng_state() -> dict[str, Any]:
@@ -63,10 +68,22 @@ def save(folder: str | Path, cfg: TrialConfig, state: dict[str, Any]) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({**state, "rng": rng_state(), "format": FORMAT}, tmp / STATE_FILE)
+    _tear_if_asked(tmp / STATE_FILE, int(state.get("epoch", -1)))
     (tmp / CONFIG_FILE).write_text(dump_yaml(cfg))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def _tear_if_asked(state_file: Path, epoch: int) -> None:
+    """The TEAR_ENV fault: truncate the state file being written to half, then SIGKILL this process."""
+    at, _, marker = os.environ.get(TEAR_ENV, "").partition(":")
+    if not at or int(at) != epoch or not os.path.exists(marker):
+        return
+    os.remove(marker)
+    data = state_file.read_bytes()
+    state_file.write_bytes(data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _state_path(folder: str | Path) -> Path:

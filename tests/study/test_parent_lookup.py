@@ -12,7 +12,7 @@ def tracker(tmp_path):
     return StudyTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "lookup")
 
 
-def test_the_latest_unfinished_parent_of_the_same_spec_is_found(tracker):
+def test_the_latest_parent_of_the_same_spec_is_found(tracker):
     assert tracker.find_parent("aaa") is None  # nothing yet: a new parent run is started
     first = tracker.start("name: lookup\n", ["plan"], "aaa", "")
     assert tracker.find_parent("aaa") == first  # RUNNING (the driver was killed)
@@ -23,7 +23,7 @@ def test_the_latest_unfinished_parent_of_the_same_spec_is_found(tracker):
     tracker.start("name: lookup\n", ["plan"], "aaa", "", resume_run_id=first)
     assert tracker.client.get_run(first).info.status == "RUNNING"  # the same parent, reopened
     tracker.finish("FINISHED")
-    assert tracker.find_parent("aaa") is None  # a finished study is not continued into
+    assert tracker.find_parent("aaa") == first  # --resume of a finished study reopens it: still one parent
 
     # one store, one test: creating an MLflow schema costs seconds
     new = tracker.start("name: lookup\n", ["plan"], "aaa", "")  # the same study run again, after the first

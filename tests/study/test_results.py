@@ -1,4 +1,4 @@
-"""The end-of-study table: a video study's val_tc column and its bicubic_tc reference."""
+"""The end-of-study table: a video study's val_tc column and its bicubic_tc reference; epoch counts as integers."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,3 +31,18 @@ def test_video_study_table_shows_tc_and_the_bicubic_tc_reference():
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert cells[0] == "bicubic (reference)"
     assert cells[columns.index("val_tc")] == "6.0000" and cells[columns.index("val_psnr")] == "32.00"
+
+
+def test_epoch_counts_print_as_whole_numbers_beside_a_failed_trial():
+    spec = load_spec(REPO / "search_spaces" / "video.yaml")
+    table = pd.DataFrame([
+        {"trial_id": "a", "status": "completed", "seed": 0, "epochs": 3, "best_epoch": 3.0, "val_psnr": 34.0,
+         "test_Set5_psnr": 35.1, "test_epoch": 3.0},
+        {"trial_id": "b", "status": "failed", "seed": 1, "epochs": 0, "best_epoch": float("nan"),
+         "val_psnr": float("nan"), "test_Set5_psnr": float("nan"), "test_epoch": float("nan")}])
+    header, _, first, second, _ = format_table(spec, table).splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = [[c.strip() for c in row.strip("|").split("|")] for row in (first, second)]
+    for name in ("best_epoch", "test_epoch"):
+        assert (rows[0][columns.index(name)], rows[1][columns.index(name)]) == ("3", ""), name
+    assert rows[0][columns.index("test_Set5_psnr")] == "35.10"

@@ -233,12 +233,13 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         for name in ("val_psnr", "loss_g"):
             assert [m.step for m in client.get_metric_history(kid.info.run_id, name)] == [1, 2, 3], name
 
-    # --resume of a finished study trains nothing: no new child run, no new points (it records its
-    # table under a new parent run: a finished parent is not continued into, see StudyTracker.find_parent)
+    # --resume of a finished study trains nothing: the same parent run (reopened, finished again),
+    # no new child run, no new points
     last = run_study(tmp_path, spec_path, "--resume")
     assert last.returncode == 0
-    client, parents, kids = children(tmp_path, "resumable")
-    assert all(p.info.status == "FINISHED" for p in parents) and len(kids) == 4
+    client, parents_again, kids = children(tmp_path, "resumable")
+    assert [p.info.run_id for p in parents_again] == [parents[0].info.run_id]
+    assert parents_again[0].info.status == "FINISHED" and len(kids) == 4
     for kid in kids:
         assert [m.step for m in client.get_metric_history(kid.info.run_id, "val_psnr")] == [1, 2, 3]
 

@@ -111,7 +111,7 @@ def test_driver_killed_then_resume_on_s3(tmp_path, s3_env):
 
     done = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "no unfinished MLflow parent run" not in done.stderr  # the parent run was found by its tags
+    assert "no MLflow parent run of this spec" not in done.stderr  # the parent run was found by its tags
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("s3resume")

@@ -1,6 +1,7 @@
 """Checkpoints hold tensors and plain values only (weights_only=True), restore every RNG exactly,
 refuse an older pickled format with one line naming the fix, and that fix converts it."""
 
+import os
 import random
 import subprocess
 import sys
@@ -74,3 +75,35 @@ def test_a_generator_folder_round_trips(tmp_path, cfg):
         assert torch.equal(loaded(lr), generator(lr))
     with pytest.raises(UserError, match="not a generator folder"):
         checkpoint.generator_from_folder(tmp_path)
+
+
+TEAR = """
+import sys
+from trainables import checkpoint
+from trainables.config import load_config
+cfg = load_config(overrides={"model.g_channels": 8, "model.g_blocks": 1})
+import torch
+for epoch in (1, 2):
+    checkpoint.save(sys.argv[1] + f"/epoch_{epoch:04d}", cfg, {"generator": {"w": torch.ones(4096)}, "epoch": epoch})
+    print("saved", epoch, flush=True)
+"""
+
+
+def test_a_checkpoint_torn_mid_write_never_replaces_a_complete_one(tmp_path):
+    marker = tmp_path / "tear-once"
+    marker.touch()
+    env = {**os.environ, checkpoint.TEAR_ENV: f"2:{marker}"}
+    done = subprocess.run([sys.executable, "-c", TEAR, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -9 and done.stdout.split() == ["saved", "1"]  # SIGKILLed while writing epoch 2
+    assert not marker.exists()  # the fault fires once
+    torn = tmp_path / "epoch_0002.tmp" / checkpoint.STATE_FILE
+    assert torn.is_file() and not (tmp_path / "epoch_0002").exists()  # half a file, never renamed into place
+    with pytest.raises(UserError, match="unreadable checkpoint"):
+        checkpoint.load(torn.parent)
+    assert checkpoint.load(tmp_path / "epoch_0001")[1]["epoch"] == 1  # the complete one is intact
+    # a rerun (the restarted worker) writes epoch 2 whole over the torn temp folder
+    done = subprocess.run([sys.executable, "-c", TEAR, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and checkpoint.load(tmp_path / "epoch_0002")[1]["epoch"] == 2
+    assert not torn.parent.exists()
