@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config import TrialConfig, dump_yaml, from_dict
+from trainables.config import TrialConfig, dump_yaml, from_dict, read_yaml
 from trainables.errors import UserError
 
 STATE_FILE = "state.pt"
@@ -100,9 +100,7 @@ def load(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[
     path = _state_path(folder)
     try:
         state = torch.load(path / STATE_FILE, map_location=map_location, weights_only=True)
-        import yaml
-
-        cfg = from_dict(yaml.safe_load((path / CONFIG_FILE).read_text()))
+        cfg = from_dict(read_yaml(path / CONFIG_FILE, "checkpoint config", UserError))
     except pickle.UnpicklingError as exc:
         if "numpy" in str(exc):  # format 1: numpy RNG state objects, refused by weights_only
             raise UserError(f"{path}: a checkpoint of an older format (pickled RNG state), not loaded for safety; "
@@ -125,15 +123,13 @@ def save_generator(folder: str | Path, cfg: TrialConfig, weights: dict[str, torc
 def generator_from_folder(folder: str | Path) -> tuple[TrialConfig, torch.nn.Module]:
     """(config, generator in eval mode on the CPU) from a `save_generator` folder, e.g. one downloaded
     from MLflow; LR (B, 3*frames, h, w) in [0, 1] in, SR (B, 3, h*scale, w*scale) in [-1, 1] out."""
-    import yaml
-
     from trainables.models import build_generator
 
     folder = Path(folder)
     try:
-        cfg = from_dict(yaml.safe_load((folder / CONFIG_FILE).read_text()))
+        cfg = from_dict(read_yaml(folder / CONFIG_FILE, "generator config", UserError))
         weights = torch.load(folder / GENERATOR_FILE, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, UserError) as exc:
         raise UserError(f"{folder}: not a generator folder ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
                         f"expected {GENERATOR_FILE} and {CONFIG_FILE}") from None
     generator = build_generator(cfg)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Conventions (DESIGN.md): images on disk and for metrics are uint8; LR enters the
+# Conventions (README, vocabulary): images on disk and for metrics are uint8; LR enters the
 # generator in [0, 1]; HR and the generator's output live in [-1, 1].
 
 

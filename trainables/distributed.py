@@ -1,4 +1,5 @@
-"""torch.distributed helpers: the trainer learns rank and world size here, never from a launcher."""
+"""torch.distributed helpers: rank and world size from the initialised process group (Ray Train sets it up;
+LOCAL_RANK, which Ray Train and torchrun export, picks the GPU), a single process otherwise."""
 
 from __future__ import annotations
 
@@ -72,7 +73,3 @@ def broadcast(obj: Any, info: DistInfo) -> Any:
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
-
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()

@@ -78,17 +78,15 @@ def gradient_penalty(
     discriminator: nn.Module,
     real: Tensor,
     fake: Tensor,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """WGAN-GP: mean over samples of (||grad_x D(x)||_2 - 1)^2 at random interpolates x.
 
     x = eps * real + (1 - eps) * fake with one eps ~ U(0, 1) per sample; the norm is over
     (C, H, W). The graph is kept (create_graph=True) so the penalty's backward reaches D's
-    parameters. `real` and `fake` are detached: the penalty trains D only. `generator`
-    (a torch.Generator on real's device) makes eps reproducible.
+    parameters. `real` and `fake` are detached: the penalty trains D only.
     """
     real, fake = real.detach(), fake.detach()
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x = (eps * real + (1 - eps) * fake).requires_grad_(True)  # (B, C, H, W)
     (grad,) = torch.autograd.grad(discriminator(x).sum(), x, create_graph=True)
     norms = grad.flatten(1).norm(2, dim=1)  # (B,)
@@ -124,25 +122,17 @@ def pixel_loss(sr: Tensor, hr: Tensor, cfg: LossConfig) -> Tensor:
     raise ValueError(f"loss.pixel: unknown {cfg.pixel!r}")
 
 
-# VGG-19 layer widths up to conv5_4 ("M" is a 2x2 max-pool), torchvision's config "E"
-# without its last pool: module index 35 is the ReLU after conv5_4, so the stack is
-# exactly torchvision's vgg19().features[:36] and its state-dict keys match.
-_VGG19_TO_CONV54 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+# VGG-19 up to the ReLU after conv5_4: torchvision's vgg19().features[:36] (built from its layer
+# config "E" without the classifier, whose 120M parameters the loss never uses); state-dict keys match
 _VGG54_DEPTH = 36
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _vgg19_features_to_conv54() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    c_in = 3
-    for v in _VGG19_TO_CONV54:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(c_in, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            c_in = v
-    return nn.Sequential(*layers)
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return make_layers(cfgs["E"])[:_VGG54_DEPTH]
 
 
 class VGG54(nn.Module):

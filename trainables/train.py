@@ -373,7 +373,7 @@ def train(
 # ---------------------------------------------------------------------------- CLI
 
 
-def _print_table(metrics: dict[str, Any], out: Path) -> None:
+def _print_table(metrics: dict[str, Any], out: Path, scale: int) -> None:
     rows = [("SR (last epoch)", metrics.get("val_psnr"), metrics.get("val_ssim"), metrics.get("val_hf")),
             ("bicubic", metrics.get("bicubic_psnr"), metrics.get("bicubic_ssim"), metrics.get("bicubic_hf"))]
     print(f"\n{'':18} {'PSNR (dB)':>10} {'SSIM':>8} {'HF ratio':>9}")
@@ -394,11 +394,7 @@ def _print_table(metrics: dict[str, Any], out: Path) -> None:
     best = out / "checkpoints" / f"epoch_{metrics.get('best_epoch', 0):04d}"
     if best.exists():
         print(f"score on a benchmark: python -m trainables.evaluate --checkpoint {best} --data DIR --scale "
-              f"{load_scale(best)}")
-
-
-def load_scale(folder: Path) -> int:
-    return checkpoint.load(folder)[0].scale
+              f"{scale}")
 
 
 def _epoch_line(m: dict[str, Any]) -> str:
@@ -476,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; resume with --resume {out / 'checkpoints'}/<latest epoch folder>", file=sys.stderr)
         return 130
     if main_rank:
-        _print_table(result, out)
+        _print_table(result, out, cfg.scale)
     return 0 if result["status"] == "completed" else 1
 
 

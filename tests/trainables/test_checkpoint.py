@@ -107,3 +107,11 @@ def test_a_checkpoint_torn_mid_write_never_replaces_a_complete_one(tmp_path):
                           timeout=120)
     assert done.returncode == 0 and checkpoint.load(tmp_path / "epoch_0002")[1]["epoch"] == 2
     assert not torn.parent.exists()
+
+
+def test_a_hand_edited_checkpoint_config_reads_like_any_config(tmp_path, cfg):
+    folder = checkpoint.save(tmp_path / "c", cfg, {"generator": build_generator(cfg).state_dict(), "epoch": 1})
+    text = (folder / checkpoint.CONFIG_FILE).read_text()
+    (folder / checkpoint.CONFIG_FILE).write_text(text.replace("lr_g: 0.0001", "lr_g: 1e-4"))
+    assert "lr_g: 1e-4" in (folder / checkpoint.CONFIG_FILE).read_text()
+    assert checkpoint.load(folder)[0].optim.lr_g == 1e-4  # a float, as in a config file (plain YAML: a string)
