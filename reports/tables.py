@@ -27,15 +27,13 @@ import numpy as np
 import pandas as pd
 
 from reports.load import PARAM_PREFIX
+from trainables import metric_names
 
-# the paper's three columns; objective metrics are shown before them when different
-SHOWN = ("val_psnr", "val_ssim", "val_hf")
-LABELS = {"val_psnr": "PSNR (dB)", "val_ssim": "SSIM", "val_hf": "HF ratio", "val_hf_err": "HF error",
-          "val_mse": "MSE", "best_val_psnr": "best PSNR (dB)", "loss_g": "loss G", "loss_d": "loss D",
-          "loss_pixel": "pixel loss", "d_real": "D(real)", "d_fake": "D(fake)", "val_tc": "TC error"}
-DECIMALS = {"val_psnr": 2, "best_val_psnr": 2, "val_ssim": 4, "val_hf": 3, "val_hf_err": 3, "d_gap": 3, "val_tc": 3}
+SHOWN = metric_names.SHOWN  # the paper's three columns; objective metrics are shown before them when different
+LABELS = metric_names.LABELS
+DECIMALS = {**metric_names.DECIMALS, "d_gap": 3}
 # which way is better for a metric that is not an objective (HF ratio: closest to 1 = HR's detail)
-BETTER = {"val_psnr": "max", "val_ssim": "max", "val_hf": "one", "val_hf_err": "min", "val_mse": "min", "val_tc": "min"}
+BETTER = metric_names.BETTER
 CONTINUOUS = ("uniform", "loguniform", "int")
 STATUSES = ("completed", "stopped early", "diverged", "failed", "interrupted", "running")
 MISSING = "—"

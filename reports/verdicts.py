@@ -32,7 +32,8 @@ import pandas as pd
 from scipy import stats
 
 from reports.load import PARAM_PREFIX
-from study.claims import Claim, bicubic_twin
+from study.claims import Claim
+from trainables.metric_names import bicubic_twin
 
 CONFIDENCE = 0.95
 RESAMPLES = 9999

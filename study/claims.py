@@ -27,29 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from study.space import Param, check_keys, fail, unknown
+from trainables.metric_names import TABLE, TEST_METRIC, bicubic_twin
 
 Better = Literal["higher", "lower", "closer", "fewer"]
 BETTER = ("higher", "lower", "closer", "fewer")
 CLAIM_KEYS = ("name", "statement", "metric", "better", "target", "compare", "where")
 COMPARE_KEYS = ("key", "values", "groups", "baseline")
 # per-epoch validation metrics (read at a trial's selected epoch) and their bicubic twins
-EPOCH_METRICS = ("val_psnr", "val_ssim", "val_hf", "val_hf_err", "val_mse", "val_tc", "val_grid",
-                 "bicubic_psnr", "bicubic_ssim", "bicubic_hf", "bicubic_tc", "bicubic_grid")
+_VAL = tuple(m for m in TABLE if m.kind == "val")
+EPOCH_METRICS = (*(m.name for m in _VAL), *(m.bicubic for m in _VAL if m.bicubic))
 # whole-run metrics (read from a trial's final result) and the divergence flag
-FINAL_METRICS = ("gan_psnr_spread", "gan_psnr_drop", "test_epoch", "diverged")
-# test-set scores of the selected epoch: test_<set>_psnr, test_<set>_bicubic_ssim, ...
-TEST_METRIC = re.compile(r"^test_(?P<set>[a-z0-9_]+?)_(?P<bicubic>bicubic_)?(?P<kind>psnr|ssim|hf)$")
+FINAL_METRICS = tuple(m.name for m in TABLE if m.kind == "final")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def bicubic_twin(metric: str) -> str | None:
-    """The bicubic score of the same quantity: val_hf -> bicubic_hf, test_set5_psnr -> test_set5_bicubic_psnr."""
-    m = TEST_METRIC.match(metric)
-    if m:
-        return None if m["bicubic"] else f"test_{m['set']}_bicubic_{m['kind']}"
-    if metric.startswith("val_") and metric not in ("val_hf_err", "val_mse"):
-        return "bicubic_" + metric.removeprefix("val_")
-    return None
 
 
 def known_metric(metric: str) -> bool:

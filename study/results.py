@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 
 from study.spec import StudySpec
+from trainables.metric_names import SHOWN, bicubic_twin
 
 TRIAL_INDEX = "__trial_index__"
-SHOWN_METRICS = ("val_psnr", "val_ssim", "val_hf")
 
 
 # Tune's states of a trial that had not ended when the study stopped (Ctrl-C, SIGTERM)
@@ -73,9 +73,9 @@ def summarize(spec: StudySpec, results, states: dict[str, str] | None = None) ->
         row["epochs"] = int(last.get("epoch", 0) or 0)
         best = _best_row(history, metric, mode)
         row["best_epoch"] = int(best["epoch"]) if best is not None and "epoch" in best else None
-        for name in dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS)):
+        for name in dict.fromkeys((*spec.objective.metrics, *SHOWN)):
             row[name] = float(best[name]) if best is not None and name in best else math.nan
-        for name in ("bicubic_psnr", "bicubic_ssim", "bicubic_hf"):
+        for name in (bicubic_twin(m) for m in SHOWN):
             row[name] = float(last[name]) if name in last else math.nan
         if "bicubic_tc" in last:  # video runs: the temporal-consistency error of bicubic
             row["bicubic_tc"] = float(last["bicubic_tc"])
@@ -120,14 +120,13 @@ def format_table(spec: StudySpec, table: pd.DataFrame) -> str:
     tests = [c for c in table.columns if c.startswith("test_") and c.endswith(("_psnr", "_ssim"))
              and "_bicubic_" not in c]
     cols = ["trial_id", *spec.space, "seed", "status", "epochs", "best_epoch",
-            *dict.fromkeys((*spec.objective.metrics, *SHOWN_METRICS)), *tests,
+            *dict.fromkeys((*spec.objective.metrics, *SHOWN)), *tests,
             *(["test_epoch"] if tests and "test_epoch" in table else [])]
     shown = table[[c for c in cols if c in table]].copy()
     for name in ("seed", "epochs", "best_epoch", "test_epoch"):  # counts stay counts with a gap (NaN) beside them
         if name in shown:
             shown[name] = pd.to_numeric(shown[name], errors="coerce").round().astype("Int64")
-    bicubic = {"val_psnr": "bicubic_psnr", "val_ssim": "bicubic_ssim", "val_hf": "bicubic_hf", "val_tc": "bicubic_tc",
-               **{c: c.replace("_psnr", "_bicubic_psnr").replace("_ssim", "_bicubic_ssim") for c in tests}}
+    bicubic = {c: bicubic_twin(c) for c in shown.columns if bicubic_twin(c)}
     ref = {name: table[name].dropna() for name in bicubic.values() if name in table}
     lines = [_md_row(shown.columns)]
     lines.append(_md_row(["---"] * len(shown.columns)))

@@ -48,6 +48,7 @@ from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_
 from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, flatten, load_config
 from trainables.config import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
+from trainables.metric_names import OBJECTIVE_METRICS
 
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
@@ -59,14 +60,7 @@ __all__ = [
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
 Mode = Literal["max", "min"]
 
-# Metric names a trial reports (validated against this list; see trainables.train).
-METRICS = ("val_psnr", "val_ssim", "val_hf", "val_hf_err", "val_mse", "best_val_psnr",
-           "loss_g", "loss_d", "loss_pixel", "d_real", "d_fake",
-           "val_tc",  # video sources only: temporal-consistency error (metrics.temporal_consistency), min
-           "val_grid",  # periodic (gridding) energy over HR's, per epoch (metrics.gridding_score), min
-           "gan_psnr_spread", "gan_psnr_drop",  # GAN-phase stability (trainables.stability), min
-           # test-set scores of the best validation epoch, final result only (trainables.benchmarks)
-           *(f"test_{s}_{m}" for s in ("set5", "set14", "bsd100", "urban100") for m in ("psnr", "ssim", "hf")))
+METRICS = OBJECTIVE_METRICS  # what an objective may name (see trainables.metric_names)
 TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
 DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
