@@ -19,9 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from trainables import checkpoint
@@ -30,12 +28,12 @@ from trainables.degrade import bicubic_down, bicubic_up, model_to_01, modcrop, n
 from trainables.errors import ArgumentParser, UserError
 from trainables.models import build_generator
 from trainables.metrics import METRIC_NAMES, SSIM_WINDOW, score_pair
+from trainables.sources import IMAGE_EXTENSIONS, read_image
 
 # lr01 (1, C, h, w) in [0, 1] -> sr01 (1, C, h*scale, w*scale) in [0, 1]. C is 1 for gray
 # images: an upscaler that needs RGB (a generator) replicates and reduces channels itself.
 UpscaleFn = Callable[[Tensor], Tensor]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SCALES = (2, 3, 4)
 METHODS: dict[str, Callable[[Tensor, int], Tensor]] = {"bicubic": bicubic_up, "nearest": nearest_up}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -118,10 +116,10 @@ def generator_upscaler(generator: torch.nn.Module) -> UpscaleFn:
 def list_images(folder: Path, where: str | None = None) -> list[Path]:
     """The image files directly in `folder`, sorted by name; `where` names the folder in errors."""
     where = where or str(folder)
-    kinds = "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+    kinds = "/".join(s.lstrip(".") for s in IMAGE_EXTENSIONS)
     if not folder.is_dir():
         raise UserError(f"{where}: no such folder (give a folder of {kinds} images)")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not images:
         raise UserError(f"{where}: no images in this folder (accepted: {kinds}; subfolders are not searched)")
     return images
@@ -129,18 +127,7 @@ def list_images(folder: Path, where: str | None = None) -> list[Path]:
 
 def load_image(path: Path) -> Tensor:
     """An image file -> (1, C, H, W) uint8: C = 1 for gray (L, 1, LA, 16-bit scaled to 8), else 3 (RGB; alpha dropped)."""
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a corrupt file fails here, not later
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float gray: to 8-bit levels
-                a = np.asarray(im).astype(np.float64)
-                arr = np.clip(np.rint(a / 257.0 if a.max() > 255 else a), 0, 255).astype(np.uint8)  # (H, W)
-            else:
-                im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
-                arr = np.asarray(im)  # (H, W) or (H, W, 3) uint8
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: not a readable image ({reason})") from None
+    arr = read_image(path)  # (H, W) or (H, W, 3)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)

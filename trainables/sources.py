@@ -109,8 +109,10 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def decode_image(path: Path, patch_size: int = 0) -> np.ndarray:
-    """One image file as a contiguous uint8 (H, W, 3) RGB array; UserError if unreadable."""
+def read_image(path: Path, patch_size: int = 0) -> np.ndarray:
+    """One image file as contiguous uint8 pixels: (H, W) for gray modes (16-bit and float scaled
+    to 8 bits), else (H, W, 3) RGB with alpha dropped; UserError if unreadable or if a side is
+    smaller than `patch_size`."""
     try:
         with Image.open(path) as im:
             if min(im.size) < patch_size:  # the header suffices; no need to decode
@@ -120,7 +122,7 @@ def decode_image(path: Path, patch_size: int = 0) -> np.ndarray:
                 from PIL import ImageOps
 
                 im = ImageOps.exif_transpose(im)
-            arr = _to_rgb(im)
+            arr = _pixels(im)
     except UserError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -128,20 +130,22 @@ def decode_image(path: Path, patch_size: int = 0) -> np.ndarray:
     return arr
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    if im.mode == "RGB":
-        return np.ascontiguousarray(np.asarray(im))
+def _pixels(im: Image.Image) -> np.ndarray:
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float gray
         a = np.asarray(im).astype(np.float64)
         a = a / 257.0 if a.max() > 255 else a
-        gray = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    elif im.mode == "L":
-        gray = np.asarray(im)
-    else:  # palette, RGBA, LA, CMYK, 1, ...: alpha is dropped
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")
-        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if im.mode in ("1", "L", "LA"):
+        return np.ascontiguousarray(np.asarray(im if im.mode == "L" else im.convert("L")))
+    if im.mode == "P" and "transparency" in im.info:  # palette, RGBA, CMYK, ...: alpha is dropped
+        im = im.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
+
+
+def decode_image(path: Path, patch_size: int = 0) -> np.ndarray:
+    """One image file as a contiguous uint8 (H, W, 3) RGB array (gray replicated); see `read_image`."""
+    arr = read_image(path, patch_size)
+    return arr if arr.ndim == 3 else np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
 
 
 def _decode_all(paths: list[Path], patch_size: int) -> list[np.ndarray]:
@@ -279,8 +283,9 @@ def _download_stl10(root: Path) -> None:
 # ----------------------------------------------------------------------------- imagenet64
 
 
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+def natural_key(name: str) -> tuple:
+    """Sort key that orders digits by value: frame2 < frame10; case-insensitive otherwise."""
+    return tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower()) for tok in re.split(r"(\d+)", name) if tok)
 
 
 IMAGENET64_SUBFOLDERS = ("imagenet64", "Imagenet64_train_npz", "Imagenet64_train")
@@ -291,8 +296,8 @@ def _imagenet64_files(root: Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise UserError(f"data.path {root}: no such file or folder")
-    files = sorted(root.glob("train_data_batch_*.npz"), key=_natural_key)
-    files = files or sorted(root.glob("*.npz"), key=_natural_key)  # e.g. only val_data.npz
+    files = sorted(root.glob("train_data_batch_*.npz"), key=lambda p: natural_key(p.name))
+    files = files or sorted(root.glob("*.npz"), key=lambda p: natural_key(p.name))  # e.g. only val_data.npz
     for sub in IMAGENET64_SUBFOLDERS:  # a data root shared with other sources (search_spaces/datasets.yaml)
         if not files and (root / sub).is_dir():
             return _imagenet64_files(root / sub)

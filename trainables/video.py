@@ -37,7 +37,6 @@ import dataclasses
 import importlib.metadata
 import math
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, NamedTuple, Sequence
@@ -53,7 +52,7 @@ from trainables.sampler import PixelBank, area_draw, transforms, uniform_below
 from trainables.errors import UserError
 from trainables import sources
 from trainables.decoded_cache import cached_groups, code_fingerprint
-from trainables.sources import IMAGE_EXTENSIONS, decode_image, load_images, val_indices
+from trainables.sources import IMAGE_EXTENSIONS, decode_image, load_images, natural_key, val_indices
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 MAX_WINDOW = 5  # the widest window (config: data.frames in 1, 3, 5)
@@ -244,11 +243,6 @@ def load_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
         check_length(i, path, clip.shape[0])
     return ([c for i, c in enumerate(clips) if i not in val_set],
             [c for i, c in enumerate(clips) if i in val_set])
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders digits by value: frame2 < frame10; case-insensitive otherwise."""
-    return tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower()) for tok in re.split(r"(\d+)", name) if tok)
 
 
 def _path_key(path: Path, root: Path) -> tuple:
