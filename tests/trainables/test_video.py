@@ -9,24 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import video
+from trainables import synthetic_video
 from trainables.config import ConfigError, DataConfig, load_config
 from trainables.errors import UserError
 from trainables.metrics import temporal_consistency
 from trainables.train import train
 from trainables.validation import Validator
-from trainables.video import (
-    MARGIN,
-    TrainWindows,
-    centre_frame,
-    frame_paths,
-    list_clips,
-    load_clips,
-    natural_key,
-    photo_clip,
-    render_clip,
-    val_windows,
-)
+from trainables.clips import frame_paths, list_clips, load_clips
+from trainables.sources import natural_key
+from trainables.synthetic_video import photo_clip, render_clip
+from trainables.video import MARGIN, TrainWindows, centre_frame, val_windows
 from PIL import Image
 
 SIDE = 24  # frame side of the test clips
@@ -173,12 +165,12 @@ def test_builtin_clips_move_by_sub_pixel_amounts():
     registration = pytest.importorskip("skimage.registration")
     from trainables.sources import load_images
 
-    photos, _ = load_images(DataConfig(source="builtin", limit=2, val_images=1, patch_size=video.min_photo_side()))
+    photos, _ = load_images(DataConfig(source="builtin", limit=2, val_images=1, patch_size=synthetic_video.min_photo_side()))
     fractional = []
     for k, photo in enumerate(photos):
-        clip, centres = photo_clip(photo, np.random.default_rng([video.MOTION_SEED, 0, k, 0]))
-        assert clip.shape == (video.BUILTIN_LENGTH, video.BUILTIN_SIDE, video.BUILTIN_SIDE, 3)
-        for t in range(0, video.BUILTIN_LENGTH - 1, 3):
+        clip, centres = photo_clip(photo, np.random.default_rng([synthetic_video.MOTION_SEED, 0, k, 0]))
+        assert clip.shape == (synthetic_video.BUILTIN_LENGTH, synthetic_video.BUILTIN_SIDE, synthetic_video.BUILTIN_SIDE, 3)
+        for t in range(0, synthetic_video.BUILTIN_LENGTH - 1, 3):
             a, b = clip[t].astype(np.float64), clip[t + 1].astype(np.float64)
             assert np.abs(a - b).mean() > 1.0  # neighbouring frames differ
             shift, _, _ = registration.phase_cross_correlation(a.mean(-1), b.mean(-1), upsample_factor=20)
@@ -194,7 +186,7 @@ def test_builtin_clips_move_by_sub_pixel_amounts():
 def test_builtin_source_splits_by_photo_and_ignores_the_seed():
     cfg = DataConfig(source="video_builtin", limit=1, val_images=2, patch_size=32)
     train_clips, val_clips = load_clips(cfg)
-    assert len(train_clips) == video.BUILTIN_CLIPS_PER_PHOTO and len(val_clips) == 2
+    assert len(train_clips) == synthetic_video.BUILTIN_CLIPS_PER_PHOTO and len(val_clips) == 2
     again, _ = load_clips(cfg)
     assert all(np.array_equal(a, b) for a, b in zip(train_clips, again))
 
