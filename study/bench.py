@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 
 from study.spec import StudySpec, load_spec, trial_config, with_base_overrides
-from trainables.config import dump_yaml, parse_set_args
+from trainables.config import dump_yaml
+from trainables.yamlio import parse_set_args
 from trainables.errors import UserError
 
 TRIAL_INDEX = "__trial_index__"  # study.runner's repeat key (kept here so this module needs no Ray)

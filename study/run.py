@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from study.spec import DEFAULT_STORAGE, StudySpec, load_spec, plan, spec_hash, with_base_overrides
-from trainables.config import parse_set_args
+from trainables.yamlio import parse_set_args
 from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir, sqlite_path
 
 # set by Ray's job supervisor in the environment of a `ray job submit` entrypoint

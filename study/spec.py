@@ -46,7 +46,7 @@ from study.profiles import DEFAULT_PROFILE, apply_profile, profile_notes
 from study.mutations import PBTConfig, check_pbt_study, parse_pbt, split_scheduler
 from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_space, short, unknown
 from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, flatten, load_config
-from trainables.config import parse_value as config_parse_value
+from trainables.yamlio import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
 from trainables.metric_names import OBJECTIVE_METRICS
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from trainables.compiling import compile_models
-from trainables.config import VIDEO_SOURCES, TrialConfig, load_config, parse_set_args
+from trainables.config import VIDEO_SOURCES, TrialConfig, load_config
 from trainables.data import TrainPatches, load_images, make_loader
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
 from trainables.distributed import DistInfo
@@ -35,6 +35,7 @@ from trainables.errors import UserError
 from trainables.losses import ADVERSARIAL, gradient_penalty, pixel_mse
 from trainables.models import build_discriminator, build_generator
 from trainables.train import Trainer
+from trainables.yamlio import parse_set_args
 
 MODES = ("gan", "pretrain")
 # --paper-size: the paper's G (64 ch x 16 blocks) and D (64 / 1024), batch 64, 32x32 LR patches

@@ -26,6 +26,10 @@ class UserError(Exception):
     """
 
 
+class ConfigError(UserError):
+    """A configuration value is unknown, mistyped or impossible."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (`error: ...`) with exit code 2, like UserError."""
 

@@ -32,11 +32,12 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.config import TrialConfig, load_config, parse_set_args, validate
+from trainables.config import TrialConfig, load_config, validate
 from trainables.errors import UserError
 from trainables.evaluate import (benchmark_root, evaluate_folder, generator_upscaler, load_generator,
                                  mean_scores, method_upscaler)
 from trainables.train import train
+from trainables.yamlio import parse_set_args
 
 BENCHMARK_SETS = ("Set5", "Set14", "BSD100")
 FIXED_KEYS = ("schedule.pretrain_epochs", "schedule.gan_epochs")  # set by the budget, not by --set

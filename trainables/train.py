@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import sys
 
-    from trainables.config import dump_yaml, load_config, parse_set_args
+    from trainables.config import dump_yaml, load_config
+    from trainables.yamlio import parse_set_args
     from trainables.errors import ArgumentParser, UserError, check_writable_dir
 
     parser = ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])

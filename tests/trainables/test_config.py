@@ -2,13 +2,8 @@
 
 import pytest
 
-from trainables.config import (
-    ConfigError,
-    TrialConfig,
-    apply_overrides,
-    load_config,
-    parse_set_args,
-)
+from trainables.config import ConfigError, TrialConfig, load_config
+from trainables.yamlio import apply_overrides, parse_set_args
 
 
 def test_defaults_are_valid_and_flat_keys_cover_every_section():
