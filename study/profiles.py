@@ -19,6 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
+from study.sections import Resources, flat_base, section
 from study.space import StudySpecError, check_keys, fail
 from trainables.config import ConfigError, flatten, load_config
 from trainables.config import read_yaml as config_read_yaml
@@ -46,8 +47,6 @@ def profile_path(name: str, spec_path: str | Path | None = None) -> Path:
 
 def read_profile(path: Path) -> dict[str, Any]:
     """A profile file, validated: known keys, a valid trial config, sane resources."""
-    from study.spec import Resources, _section  # the spec's own section parser (same checks)
-
     raw = config_read_yaml(path, what="profile file", error=StudySpecError) or {}
     where = f"profile {path.stem}"
     check_keys(raw, where, PROFILE_KEYS, "a profile")
@@ -61,7 +60,7 @@ def read_profile(path: Path) -> dict[str, Any]:
         load_config(overrides=flat)
     except ConfigError as exc:
         raise StudySpecError(f"{where}.base.{exc}") from None
-    resources = dataclasses.asdict(_section(Resources, raw.get("resources"), f"{where}.resources"))
+    resources = dataclasses.asdict(section(Resources, raw.get("resources"), f"{where}.resources"))
     given = set(raw.get("resources") or {})
     return {"description": str(raw.get("description") or ""), "base": flat,
             "resources": {k: v for k, v in resources.items() if k in given}}
@@ -70,12 +69,10 @@ def read_profile(path: Path) -> dict[str, Any]:
 def apply_profile(raw: dict[str, Any], name: str, spec_path: str | Path | None = None) -> dict[str, Any]:
     """The spec mapping with the profile folded in (profile base over the spec's base, but not
     over searched keys; profile resources over the spec's) and `profile` set to its name."""
-    from study.spec import _flat_base  # the spec's own base flattening
-
     profile = read_profile(profile_path(name, spec_path))
     searched = set((raw.get("space") or {}).keys()) if isinstance(raw.get("space"), Mapping) else set()
     out = dict(raw)
-    out["base"] = {**_flat_base(raw.get("base")),
+    out["base"] = {**flat_base(raw.get("base")),
                    **{k: v for k, v in profile["base"].items() if k not in searched}}
     if profile["resources"]:
         spec_res = raw.get("resources") or {}

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from study.spec import DEFAULT_STORAGE, StudySpec, load_spec, plan, spec_hash, with_base_overrides
+from study.plan import plan
+from study.spec import DEFAULT_STORAGE, StudySpec, load_spec, spec_hash, with_base_overrides
 from trainables.yamlio import parse_set_args
 from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir, sqlite_path
 

@@ -24,12 +24,14 @@ Decisions worth knowing:
   is the epoch that holds it, and that epoch's generator is the one scored on test sets.
 - `claims:` (study.claims) are checked against the space here; `profile` names the size
   the study runs at (study.profiles; applied by `load_spec`, recorded in the spec).
+
+The sections (searcher, scheduler, objective, resources) and their parsers are in
+`study.sections`; the plan printed before a study starts is `study.plan`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -37,30 +39,27 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import yaml
 
 from study.claims import Claim, parse_claims
-from study.profiles import DEFAULT_PROFILE, apply_profile, profile_notes
-from study.mutations import PBTConfig, check_pbt_study, parse_pbt, split_scheduler
-from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_space, short, unknown
-from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, flatten, load_config
+from study.profiles import DEFAULT_PROFILE, apply_profile
+from study.mutations import check_pbt_study, parse_pbt, split_scheduler
+from study.sections import (METRICS, Objective, Resources, Scheduler, Searcher, check_resources, flat_base,
+                            parse_objective, section)
+from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_space, unknown
+from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, load_config
 from trainables.yamlio import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
-from trainables.metric_names import OBJECTIVE_METRICS
 
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
     "Objective", "Resources", "StudySpec", "from_dict", "load_spec", "with_base_overrides",
-    "parse_value", "read_yaml", "spec_hash", "trial_config", "searched_keys", "plan", "Claim", "parse_claims", "selection_metric",
+    "parse_value", "read_yaml", "spec_hash", "trial_config", "searched_keys", "Claim", "parse_claims", "selection_metric",
     "selection_values",
 ]
 
-Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
-Mode = Literal["max", "min"]
-
-METRICS = OBJECTIVE_METRICS  # what an objective may name (see trainables.metric_names)
 TIME_ATTR = "epoch"  # the reported counter ASHA measures time in
 DEFAULT_STORAGE = "./study_results"  # used by the runner when `storage` is null
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -87,71 +86,6 @@ def selection_values(best: dict[str, float], metrics: Mapping[str, Any], objecti
 
 
 # ----------------------------------------------------------------------------- schema
-
-
-@dataclass(frozen=True)
-class Searcher:
-    """How Optuna picks configurations (`study.space.make_sampler` builds it)."""
-
-    algorithm: Algorithm = "tpe"  # nsga2 and motpe are for multi-objective studies
-    seed: int = 0  # the sampler's seed (the trials' seeds come from base `seed` + repeat)
-    n_startup_trials: int = 4  # tpe/motpe: random trials before the model takes over
-
-
-@dataclass(frozen=True)
-class Scheduler:
-    """Early stopping by ASHA, or population-based training (study.mutations), on the objective, in epochs."""
-
-    type: Literal["asha", "none", "pbt"] = "none"
-    grace_period: int = 1  # epochs every trial runs before it can be stopped
-    reduction_factor: float = 2.0  # ASHA keeps 1/reduction_factor of trials per rung
-    max_t: int | None = None  # null: the most epochs a trial can run (pretrain + gan)
-    pbt: PBTConfig | None = None  # type pbt: its settings (written flat inside `scheduler` in YAML)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "pbt"}
-        return {**out, **self.pbt.to_dict()} if self.pbt is not None else out
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What a study optimises: one metric, or several (a Pareto front)."""
-
-    metrics: tuple[str, ...] = ("val_psnr",)
-    modes: tuple[Mode, ...] = ("max",)
-
-    @property
-    def multi(self) -> bool:
-        return len(self.metrics) > 1
-
-    @property
-    def metric(self) -> str:
-        if self.multi:
-            raise ValueError("a multi-objective study has no single metric; use .metrics")
-        return self.metrics[0]
-
-    @property
-    def mode(self) -> Mode:
-        if self.multi:
-            raise ValueError("a multi-objective study has no single mode; use .modes")
-        return self.modes[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.multi:
-            return {"metrics": list(self.metrics), "modes": list(self.modes)}
-        return {"metric": self.metrics[0], "mode": self.modes[0]}
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each trial reserves: `workers` Ray Train workers of this size each."""
-
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    # restarts of a trial's Train workers (a killed worker, a preempted node) from its latest
-    # checkpoint; one more failure and the trial is recorded `failed` while the study goes on
-    max_failures: int = 2
 
 
 @dataclass(frozen=True)
@@ -227,41 +161,11 @@ _TOP_HINTS = {k: v for k, v in typing.get_type_hints(StudySpec).items() if k in 
 # ----------------------------------------------------------------------------- parts
 
 
-def _section(cls: type, raw: Any, where: str) -> Any:
-    """Build a flat spec dataclass (searcher, scheduler, resources) from a mapping."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        fail(where, f"got {raw!r}, expected a mapping with keys {', '.join(names)}")
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in hints:
-            unknown(f"{where}.{key}", str(key), names, where)
-    return cls(**{k: coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
-
-
-def _flat_base(raw: Any) -> dict[str, Any]:
-    """`base` as flat dotted keys; nested sections and dotted keys may be mixed."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        fail("base", f"got {raw!r}, expected a mapping of trial-config overrides")
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        items = flatten(value, f"{key}.") if isinstance(value, Mapping) else {str(key): value}
-        for dotted, v in items.items():
-            if dotted in flat:
-                fail(f"base.{dotted}", "set twice (once nested, once dotted)")
-            flat[dotted] = v
-    return flat
-
-
 def _parse_base(raw: Any, raw_space: Any = None) -> tuple[dict[str, Any], TrialConfig]:
     """`base` flat, and as a trial config. Base alone may be incomplete where a searched key
     completes it (datasets.yaml: data.path fixed, data.source searched): then it is checked with
     the space's first values (every value is checked with base by `parse_space`)."""
-    flat = _flat_base(raw)
+    flat = flat_base(raw)
     try:
         return flat, load_config(overrides=flat)
     except ConfigError as exc:
@@ -273,44 +177,6 @@ def _parse_base(raw: Any, raw_space: Any = None) -> tuple[dict[str, Any], TrialC
         except (ConfigError, StudySpecError, AttributeError):
             pass
         raise StudySpecError(f"base.{exc}") from None
-
-
-def _parse_objective(raw: Any) -> Objective:
-    if raw is None:
-        return Objective()
-    single, multi = ("metric", "mode"), ("metrics", "modes")
-    if not isinstance(raw, Mapping):
-        fail("objective", f"got {raw!r}, expected {{metric: val_psnr, mode: max}} or {{metrics: [...], modes: [...]}}")
-    for key in raw:
-        if key not in single + multi:
-            unknown(f"objective.{key}", str(key), single + multi, "objective")
-    if any(k in raw for k in single) and any(k in raw for k in multi):
-        fail("objective", "give either metric and mode, or metrics and modes (multi-objective), not both")
-    if any(k in raw for k in single):
-        for k in single:
-            if k not in raw:
-                fail(f"objective.{k}", "missing; give both metric and mode (max or min)")
-        pairs = [("objective.metric", raw["metric"], "objective.mode", raw["mode"])]
-    else:
-        for k in multi:
-            if not isinstance(raw.get(k), list) or not raw[k]:
-                fail(f"objective.{k}", f"got {raw.get(k)!r}, expected a non-empty list")
-        if len(raw["modes"]) != len(raw["metrics"]):
-            fail("objective.modes", f"got {len(raw['modes'])} modes for {len(raw['metrics'])} metrics, "
-                                    "expected one per metric")
-        pairs = [(f"objective.metrics[{i}]", metric, f"objective.modes[{i}]", mode)
-                 for i, (metric, mode) in enumerate(zip(raw["metrics"], raw["modes"]))]
-    metrics: list[str] = []
-    for where, metric, mode_where, mode in pairs:
-        if metric not in METRICS:
-            close = difflib.get_close_matches(str(metric), METRICS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(METRICS)}"
-            fail(where, f"got {metric!r}, not a reported metric; {hint}")
-        if metric in metrics:
-            fail(where, f"{metric} appears twice")
-        metrics.append(metric)
-        coerce(mode, Mode, mode_where)
-    return Objective(tuple(metrics), tuple(mode for *_, mode in pairs))
 
 
 def _max_epochs(space: dict[str, Param], base_cfg: TrialConfig) -> int:
@@ -345,11 +211,11 @@ def from_dict(raw: Any) -> StudySpec:
         fail("name", f"got {name!r}, expected letters, digits, - and _ only "
                      "(it names a folder and an MLflow experiment)")
     base, base_cfg = _parse_base(raw.get("base"), raw.get("space"))
-    searcher = _section(Searcher, raw.get("searcher"), "searcher")
+    searcher = section(Searcher, raw.get("searcher"), "searcher")
     scheduler_raw, pbt_raw = split_scheduler(raw.get("scheduler"))
-    scheduler = _section(Scheduler, scheduler_raw, "scheduler")
-    resources = _section(Resources, raw.get("resources"), "resources")
-    objective = _parse_objective(raw.get("objective"))
+    scheduler = section(Scheduler, scheduler_raw, "scheduler")
+    resources = section(Resources, raw.get("resources"), "resources")
+    objective = parse_objective(raw.get("objective"))
     space = parse_space(raw.get("space"), base)
     claims = parse_claims(raw.get("claims"), space)
     trials, repeats, max_concurrent = _top(raw, "trials"), _top(raw, "repeats"), _top(raw, "max_concurrent")
@@ -405,22 +271,7 @@ def from_dict(raw: Any) -> StudySpec:
         fail("repeats", f"got {repeats}, expected >= 1")
     if max_concurrent is not None and max_concurrent < 1:
         fail("max_concurrent", f"got {max_concurrent}, expected >= 1 or null")
-    if resources.workers < 1:
-        fail("resources.workers", f"got {resources.workers}, expected >= 1")
-    if not 0 < resources.cpus_per_worker < math.inf:  # written so that NaN fails too
-        fail("resources.cpus_per_worker", f"got {resources.cpus_per_worker:g}, expected > 0 (finite)")
-    if not resources.gpus_per_worker >= 0 or math.isinf(resources.gpus_per_worker):
-        fail("resources.gpus_per_worker", f"got {resources.gpus_per_worker:g}, expected >= 0 (finite)")
-    g = resources.gpus_per_worker
-    if g > 1 and not float(g).is_integer():
-        fail("resources.gpus_per_worker", f"got {g:g}, expected a fraction below 1 or a whole number of GPUs")
-    if 0 < g < 1 and resources.workers > 1:  # NCCL refuses two ranks of one process group on one GPU
-        fail("resources.gpus_per_worker", f"got {g:g} with {resources.workers} workers; a fraction of a GPU is "
-                                          "for single-worker trials (resources.workers: 1), else give 1 GPU a worker")
-    if 0 < g < 1 and round(g, 4) != g:
-        fail("resources.gpus_per_worker", f"got {g:g}, expected at most 4 decimals (Ray's resource precision)")
-    if resources.max_failures < 0:
-        fail("resources.max_failures", f"got {resources.max_failures}, expected >= 0 restarts")
+    check_resources(resources)
     sources = set(space["data.source"].values) if "data.source" in space else {base_cfg.data.source}
     if "val_tc" in objective.metrics and not sources & set(VIDEO_SOURCES):
         fail("objective", f"val_tc is reported by video sources only ({', '.join(VIDEO_SOURCES)}), and this "
@@ -467,7 +318,7 @@ def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     for key, value in overrides.items():
         head = key.split(".")[0]
         if head == "base" and "." in key:
-            raw["base"] = {**_flat_base(raw.get("base")), key.split(".", 1)[1]: value}
+            raw["base"] = {**flat_base(raw.get("base")), key.split(".", 1)[1]: value}
         elif head == "space":
             fail(key, "the search space cannot be overridden; edit the spec file")
         elif head not in _TOP_KEYS:
@@ -498,7 +349,7 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
 def with_base_overrides(spec: StudySpec, overrides: Mapping[str, Any]) -> StudySpec:
     """The CLI's `--set key=value` (trial-config keys) folded into `base`, then revalidated."""
     raw = _plain(spec.source or spec.to_dict())
-    raw["base"] = {**_flat_base(raw.get("base")), **overrides}
+    raw["base"] = {**flat_base(raw.get("base")), **overrides}
     return from_dict(raw)
 
 
@@ -530,47 +381,3 @@ def searched_keys(spec: StudySpec) -> tuple[str, ...]:
     """The trial-config keys a trial's Tune config may set: the space's, then PBT's mutated keys."""
     muts = spec.scheduler.pbt.mutations if spec.scheduler.pbt is not None else {}
     return tuple(dict.fromkeys((*spec.space, *muts)))
-
-
-def plan(spec: StudySpec) -> list[str]:
-    """Lines that describe what the study will run, for printing before it starts."""
-    s, sch, o, r = spec.searcher, spec.scheduler, spec.objective, spec.resources
-    searcher = f"searcher: {s.algorithm} (seed {s.seed}"
-    if s.algorithm in ("tpe", "motpe"):
-        searcher += f", {s.n_startup_trials} random startup trials, multivariate"
-    if s.algorithm == "nsga2":
-        searcher += ", population 50: the first 50 trials are random"
-    lines = [f"study: {spec.name} (spec {spec_hash(spec)})"]
-    if spec.description:
-        lines.append(f"question: {spec.description.strip()}")
-    lines.append(searcher + ")")
-    if sch.type == "asha":
-        lines.append(f"scheduler: asha on {TIME_ATTR} (grace period {sch.grace_period}, "
-                     f"reduction factor {sch.reduction_factor:g}, max_t {sch.max_t})")
-    elif sch.pbt is not None:
-        lines.append(f"scheduler: {sch.pbt.describe()}")
-        lines += [f"  mutates {k}: {p.describe()}" for k, p in sch.pbt.mutations.items()]
-        lines.append(f"  ranks trials on their latest {o.metric} (the state a losing trial copies), not the best so far")
-    else:
-        lines.append("scheduler: none (every trial runs all its epochs)")
-    goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} {n}" for n, m in zip(o.metrics, o.modes))
-    lines.append(f"objective: {goals}" + (" (Pareto front)" if o.multi else ""))
-    lines.append(f"trials: {spec.trials} configuration(s) x {spec.repeats} repeat(s) = {spec.total_trials} trials")
-    lines.append(f"concurrency: {spec.max_concurrent if spec.max_concurrent else 'as many as the resources allow'}")
-    lines.append(f"resources per trial: {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU), "
-                 f"up to {r.max_failures} worker restart(s)")
-    lines.append(f"storage: {spec.storage or DEFAULT_STORAGE + ' (default)'}")
-    lines.append(f"tracking: {spec.tracking_uri or 'MLflow default (sqlite:///mlflow.db)'}")
-    if spec.profile:
-        lines += profile_notes(spec.space, spec.profile)
-    sel = ", ".join(f"{selection_metric(m)} (best {m} so far)" for m in o.metrics)
-    lines.append(f"selection: each trial is scored at its best validation epoch so far; Tune sees {sel}")
-    if spec.base:
-        lines.append("base: " + ", ".join(f"{k}={short(v)}" for k, v in spec.base.items()))
-    lines.append("space:")
-    width = max(len(k) for k in spec.space)
-    lines += [f"  {k:<{width}}  {p.describe()}" for k, p in spec.space.items()]
-    if spec.claims:
-        lines.append("claims:")
-        lines += [f"  {c.name}: {c.statement or c.metric} ({c.better} {c.metric})" for c in spec.claims]
-    return lines

@@ -31,7 +31,8 @@ def _spec(name: str, repeats: int, space: dict | None = None, claims: list | Non
 
 def _log(uri: str, raw: dict, trials: list[tuple[dict, int, list[dict]]]) -> None:
     """Write a study the way `python -m study.run` does: StudyTracker parent, TrialTracker children."""
-    from study.spec import from_dict, plan, spec_hash, trial_config
+    from study.plan import plan
+    from study.spec import from_dict, spec_hash, trial_config
     from study.tracking import StudyTracker, TrialTracker
 
     spec = from_dict(raw)

@@ -7,7 +7,8 @@ import inspect
 import pytest
 
 from study import runner
-from study.spec import StudySpecError, from_dict, plan
+from study.plan import plan
+from study.spec import StudySpecError, from_dict
 
 SPEC = {"name": "f", "space": {"loss.beta": {"type": "uniform", "low": 0.0, "high": 0.1}}, "trials": 1}
 

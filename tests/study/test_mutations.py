@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from study.mutations import MUTABLE
-from study.spec import StudySpecError, from_dict, plan, searched_keys, spec_hash, trial_config
+from study.plan import plan
+from study.spec import StudySpecError, from_dict, searched_keys, spec_hash, trial_config
 
 PBT = """\
 name: pbt

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from study.plan import plan
 from study.spec import (
     StudySpecError,
     from_dict,
     load_spec,
     parse_value,
-    plan,
     read_yaml,
     spec_hash,
     trial_config,
