@@ -34,7 +34,7 @@ from trainables.distributed import DistInfo
 from trainables.errors import UserError
 from trainables.losses import ADVERSARIAL, gradient_penalty, pixel_mse
 from trainables.models import build_discriminator, build_generator
-from trainables.train import Trainer
+from trainables.trainer import Trainer
 from trainables.yamlio import parse_set_args
 
 MODES = ("gan", "pretrain")

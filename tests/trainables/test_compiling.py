@@ -6,7 +6,7 @@ import torch
 from trainables.compiling import compiles_discriminator
 from trainables.config import load_config
 from trainables.distributed import DistInfo
-from trainables.train import LOSS_KEYS, Trainer
+from trainables.trainer import LOSS_KEYS, Trainer
 
 TINY = {"data.patch_size": 16, "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 4,
         "model.d_dense": 8, "schedule.batch_size": 4, "runtime.device": "cpu"}

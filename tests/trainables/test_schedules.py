@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from trainables import checkpoint
-from trainables import train as train_mod
+from trainables import trainer as trainer_mod
 from trainables.config import ConfigError, OptimConfig, load_config
 from trainables.schedules import epoch_rates, lr_factor
 from trainables.train import train
@@ -93,7 +93,7 @@ def tiny(folder: Path, **overrides):
 def test_trainer_sets_and_reports_the_rate_in_force(photo_folder, tmp_path, monkeypatch):
     cfg = tiny(photo_folder)
     seen = []  # (epoch, the optimiser's rate when the epoch's first step runs)
-    real_pre, real_gan = train_mod.Trainer.pretrain_step, train_mod.Trainer.gan_step
+    real_pre, real_gan = trainer_mod.Trainer.pretrain_step, trainer_mod.Trainer.gan_step
 
     def spy_pre(self, *a):
         seen.append((self.epoch, "pre", self.opt_pre.param_groups[0]["lr"]))
@@ -104,8 +104,8 @@ def test_trainer_sets_and_reports_the_rate_in_force(photo_folder, tmp_path, monk
         seen.append((self.epoch, "d", self.opt_d.param_groups[0]["lr"]))
         return real_gan(self, *a)
 
-    monkeypatch.setattr(train_mod.Trainer, "pretrain_step", spy_pre)
-    monkeypatch.setattr(train_mod.Trainer, "gan_step", spy_gan)
+    monkeypatch.setattr(trainer_mod.Trainer, "pretrain_step", spy_pre)
+    monkeypatch.setattr(trainer_mod.Trainer, "gan_step", spy_gan)
     reports = []
     train(cfg, report=lambda m, c: reports.append(m), out_dir=tmp_path)
     lr_p, lr_g, lr_d = cfg.optim.lr_pretrain, cfg.optim.lr_g, cfg.optim.lr_d

@@ -95,7 +95,7 @@ def test_trainer_reports_stability_every_gan_epoch_and_gridding_every_epoch(phot
 def test_pretraining_adam_uses_its_own_betas():
     from trainables.config import load_config
     from trainables.distributed import dist_info
-    from trainables.train import Trainer
+    from trainables.trainer import Trainer
 
     cfg = load_config(overrides={"optim.beta1_pretrain": 0.5, "optim.beta2_pretrain": 0.99, "model.g_channels": 8,
                                  "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16})

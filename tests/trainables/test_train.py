@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from trainables import train as train_mod
+from trainables import trainer as trainer_mod
 from trainables.config import load_config
 from trainables.train import train
 
@@ -79,19 +79,19 @@ def test_d_steps_per_g_is_honoured(photo_folder, tmp_path):
     hook = register_optimizer_step_post_hook(
         lambda opt, args, kwargs: counts.update([id(opt)]))
     seen = {}
-    original = train_mod.Trainer.__init__
+    original = trainer_mod.Trainer.__init__
 
     def spy(self, *a, **k):
         original(self, *a, **k)
         seen.update(pre=id(self.opt_pre), g=id(self.opt_g), d=id(self.opt_d))
 
     try:
-        train_mod.Trainer.__init__ = spy
+        trainer_mod.Trainer.__init__ = spy
         cfg = tiny(photo_folder, **{"schedule.d_steps_per_g": 3, "schedule.patches_per_epoch": 40,
                                     "schedule.batch_size": 8})
         final = train(cfg, out_dir=tmp_path)
     finally:
-        train_mod.Trainer.__init__ = original
+        trainer_mod.Trainer.__init__ = original
         hook.remove()
     batches = 40 // 8
     assert counts[seen["pre"]] == batches  # pretraining: one G step per batch
@@ -131,8 +131,8 @@ def test_resuming_a_finished_run_reports_its_final_metrics_again(photo_folder, t
 
 
 def test_nan_loss_ends_as_diverged(photo_folder, tmp_path, monkeypatch):
-    real = train_mod.pixel_loss
-    monkeypatch.setattr(train_mod, "pixel_loss", lambda sr, hr, cfg: real(sr, hr, cfg) * float("nan"))
+    real = trainer_mod.pixel_loss
+    monkeypatch.setattr(trainer_mod, "pixel_loss", lambda sr, hr, cfg: real(sr, hr, cfg) * float("nan"))
     reports = []
     final = train(tiny(photo_folder), report=lambda m, c: reports.append((m, c)), out_dir=tmp_path)
     assert final["status"] == "diverged"
@@ -144,14 +144,14 @@ def test_nan_loss_ends_as_diverged(photo_folder, tmp_path, monkeypatch):
 def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, family: str, queue) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     seen = {}
-    original = train_mod.Trainer.__init__
+    original = trainer_mod.Trainer.__init__
 
     def spy(self, *a, **k):  # keep this rank's Trainer, to read its models after training
         original(self, *a, **k)
         seen["trainer"] = self
-        seen["g0"] = {k: p.detach().numpy().copy() for k, p in train_mod.unwrap(self.generator).named_parameters()}
+        seen["g0"] = {k: p.detach().numpy().copy() for k, p in trainer_mod.unwrap(self.generator).named_parameters()}
 
-    train_mod.Trainer.__init__ = spy
+    trainer_mod.Trainer.__init__ = spy
     try:
         overrides = {"loss.family": family, "schedule.patches_per_epoch": 48}
         if family == "wgan_gp":
@@ -161,7 +161,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, fa
         final = train(cfg, report=lambda m, c: reports.append((m["epoch"], m["val_psnr"], c)), out_dir=out)
         trainer = seen["trainer"]
         # numpy copies: torch tensors would cross the queue as shared memory of a process about to exit
-        params = {name: {k: p.detach().numpy().copy() for k, p in train_mod.unwrap(model).named_parameters()}
+        params = {name: {k: p.detach().numpy().copy() for k, p in trainer_mod.unwrap(model).named_parameters()}
                   for name, model in (("G", trainer.generator), ("D", trainer.discriminator))}
         saved = None
         if rank == 0:  # the checkpoint holds tensors and plain values only
@@ -170,7 +170,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, folder: str, out: str, fa
         queue.put((rank, final["status"], reports, final["images_per_s"] > 0, params, seen["g0"], saved,
                    (final["g_steps"], final["d_steps"])))
     finally:
-        train_mod.Trainer.__init__ = original
+        trainer_mod.Trainer.__init__ = original
         torch.distributed.destroy_process_group()
 
 
