@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 
 from trainables import checkpoint
 from trainables.config import VIDEO_SOURCES, TrialConfig
-from trainables.data import TrainPatches, load_images, make_loader, val_patches
+from trainables.data import EpochDataset, TrainPatches, load_images, make_loader, val_patches
 from trainables.distributed import broadcast, dist_info, pick_device
 from trainables.grids import save_grid
 from trainables.validation import Validator
@@ -27,6 +28,17 @@ from trainables.trainer import Trainer
 from trainables.video import video_data
 
 Report = Callable[[dict[str, Any], "str | None"], None]
+
+
+def trial_data(cfg: TrialConfig) -> tuple[EpochDataset, Tensor, Tensor | None]:
+    """The training set, the validation HR batch (N, T*3, P, P) uint8 and the val_tc pairs (video only)."""
+    if cfg.data.source in VIDEO_SOURCES:  # clips: windows of data.frames frames, val_tc pairs
+        return video_data(cfg)
+    train_images, val_images = load_images(cfg.data)
+    dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
+                           length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
+    del train_images  # the dataset's bank holds the pixels now
+    return dataset, val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image), None
 
 
 def train(
@@ -50,14 +62,7 @@ def train(
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    if cfg.data.source in VIDEO_SOURCES:  # clips: windows of data.frames frames, val_tc pairs
-        dataset, val_hr, tc_pairs = video_data(cfg)
-    else:
-        train_images, val_images = load_images(cfg.data)
-        dataset = TrainPatches(train_images, cfg.data.patch_size, cfg.data.crop, cfg.data.augment,
-                               length=cfg.schedule.patches_per_epoch, seed=cfg.seed)
-        del train_images  # the dataset's bank holds the pixels now
-        val_hr, tc_pairs = val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image), None
+    dataset, val_hr, tc_pairs = trial_data(cfg)
     if cfg.data.num_workers == 0:  # batches are cut on (or copied to) the training device
         dataset.place(device, cfg.data.device_cache_mb)
     loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, info.rank, info.world_size, cfg.seed)
