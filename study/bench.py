@@ -27,12 +27,12 @@ from typing import Any
 
 import yaml
 
+from study.results import TRIAL_INDEX
 from study.spec import StudySpec, load_spec, trial_config, with_base_overrides
 from trainables.config import dump_yaml
 from trainables.yamlio import parse_set_args
 from trainables.errors import UserError
 
-TRIAL_INDEX = "__trial_index__"  # study.runner's repeat key (kept here so this module needs no Ray)
 
 
 def write_spec(path: str, out: Path, name: str, top: dict[str, Any]) -> Path:

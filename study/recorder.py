@@ -27,10 +27,10 @@ from pyarrow import fs as pafs
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from study.results import TRIAL_INDEX
 from study.spec import StudySpec, searched_keys, trial_config
 from study.tracking import TrialTracker
 
-TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater: the repeat (seed offset)
 # what Tune adds to every result (the trainer's own metrics are all the rest)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint",
                                            "checkpoint_path", "episodes_this_iter", "timesteps_this_iter",

@@ -10,7 +10,7 @@ import pandas as pd
 from study.spec import StudySpec
 from trainables.metric_names import SHOWN, bicubic_twin
 
-TRIAL_INDEX = "__trial_index__"
+TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater: the repeat (seed offset)
 
 
 # Tune's states of a trial that had not ended when the study stopped (Ctrl-C, SIGTERM)
@@ -71,7 +71,7 @@ def summarize(spec: StudySpec, results, states: dict[str, str] | None = None) ->
         row["seed"] = spec.base_config.seed + int(config.get(TRIAL_INDEX, 0))
         row["status"] = trial_status(last, result.error, (states or {}).get(row["trial_id"]))
         row["epochs"] = int(last.get("epoch", 0) or 0)
-        best = _best_row(history, metric, mode)
+        best = best_row(history, metric, mode)
         row["best_epoch"] = int(best["epoch"]) if best is not None and "epoch" in best else None
         for name in dict.fromkeys((*spec.objective.metrics, *SHOWN)):
             row[name] = float(best[name]) if best is not None and name in best else math.nan
@@ -96,13 +96,29 @@ def _trial_id(result) -> str:
     return str(getattr(result, "path", "") or "").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _best_row(history: pd.DataFrame | None, metric: str, mode: str) -> pd.Series | None:
+def best_row(history: pd.DataFrame | None, metric: str, mode: str) -> pd.Series | None:
+    """The epoch with the best `metric` (the last when none has a value), or None without history."""
     if history is None or history.empty or metric not in history:
         return None
     values = pd.to_numeric(history[metric], errors="coerce")
     if values.notna().sum() == 0:
         return history.iloc[-1]
     return history.loc[values.idxmax() if mode == "max" else values.idxmin()]
+
+
+def best_checkpoints(results, spec: StudySpec) -> dict[str, str | None]:
+    """trial id -> checkpoint path of its best epoch (by the first objective), where one exists."""
+    metric, mode = spec.objective.metrics[0], spec.objective.modes[0]
+    out: dict[str, str | None] = {}
+    for result in results:
+        history = result.metrics_dataframe
+        trial_id = (result.metrics or {}).get("trial_id")
+        if history is None or trial_id is None or "checkpoint_path" not in history:
+            continue
+        with_ckpt = history[history["checkpoint_path"].notna()]
+        row = best_row(with_ckpt, metric, mode)
+        out[trial_id] = None if row is None else row["checkpoint_path"]
+    return out
 
 
 def _first_line(error: Any) -> str:

@@ -151,8 +151,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         print("\n--dry-run: nothing started")
         return 0
 
+    import ray
+    from ray.tune import Tuner
+
     from study import runner
-    from study.results import _best_row, format_table, snapshot_states, summarize  # noqa: F401 (before the cwd may go)
+    from study.results import best_checkpoints, format_table, snapshot_states, summarize  # before the cwd may go
     from study.tracking import StudyTracker, resolve_tracking_uri
 
     # everything a user can get wrong is checked here, before Ray starts or MLflow writes anything
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         check_writable_dir(local, "--storage" if args.storage else "storage")
     check_tracking_uri(uri, "--tracking-uri" if args.tracking_uri else "tracking_uri", must_exist=False)
     study_dir = local / spec.name if local is not None else None
-    exists = study_dir is not None and (study_dir / "tuner.pkl").exists()
+    exists = study_dir is not None and Tuner.can_restore(study_dir)
     if exists and not args.resume:
         raise UserError(f"study {spec.name!r} already has results in {study_dir}; pass --resume to continue it "
                         f"or --name NEW to start another")
@@ -185,8 +188,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         stop.install()  # again: ray.init may have installed its own handlers
         concurrency = runner.plan_concurrency(spec, driver_cpus)
         runner.check_storage(storage)
-        print(f"\nRay: {runner.ray.cluster_resources().get('CPU', 0) - driver_cpus:g} CPUs, "
-              f"{runner.ray.cluster_resources().get('GPU', 0):g} GPUs; up to {concurrency} trial(s) at once")
+        print(f"\nRay: {ray.cluster_resources().get('CPU', 0) - driver_cpus:g} CPUs, "
+              f"{ray.cluster_resources().get('GPU', 0):g} GPUs; up to {concurrency} trial(s) at once")
 
         digest = spec_hash(spec)
         tracker = StudyTracker(uri, spec.name)
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
     interrupted = stop.signum is not None
     table = summarize(spec, results, snapshot_states(results) if interrupted else None)
-    best = _best_checkpoints(results, spec)
+    best = best_checkpoints(results, spec)
     tracker.settle(table, best)
     text = format_table(spec, table)
     out_parquet = None
@@ -253,23 +256,6 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     print(f"  MLflow UI       {ui}   then {base}/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning")
     print(f"  paper tables    python -m reports.build {spec.name}" + (f" --tracking-uri {uri}" if args.tracking_uri else ""))
     return 0
-
-
-def _best_checkpoints(results, spec: StudySpec) -> dict[str, str | None]:
-    """trial id -> checkpoint path of its best epoch (by the first objective), where one exists."""
-    from study.results import _best_row
-
-    metric, mode = spec.objective.metrics[0], spec.objective.modes[0]
-    out: dict[str, str | None] = {}
-    for result in results:
-        history = result.metrics_dataframe
-        trial_id = (result.metrics or {}).get("trial_id")
-        if history is None or trial_id is None or "checkpoint_path" not in history:
-            continue
-        with_ckpt = history[history["checkpoint_path"].notna()]
-        row = _best_row(with_ckpt, metric, mode)
-        out[trial_id] = None if row is None else row["checkpoint_path"]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

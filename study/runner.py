@@ -26,12 +26,12 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
+from study.results import TRIAL_INDEX
 from study.space import make_sampler, optuna_space
 from study.spec import Objective, StudySpec, searched_keys, selection_metric, selection_values, trial_config
 from trainables.config import from_dict
 from trainables.errors import UserError
 
-TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater: the repeat (seed offset)
 DRIVER_CPU = 0.01  # the trial driver's reservation: 1 CPU per driver deadlocks small machines
 # Train's controller polls workers for reports every this many seconds (Ray's default is
 # 2 s, which dominates short CPU epochs); a trial's reports reach Tune this much sooner.
