@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import MISSING, _best_indices, fmt_mean_std, fmt_metric, mean_std, short_key
+from reports.tables import MISSING, best_indices, fmt_mean_std, fmt_metric, mean_std, short_key
 
 # benchmark sets in the paper's order; any other set found follows, by name
 KNOWN_SETS = ("set5", "set14", "bsd100", "urban100")
@@ -57,7 +57,7 @@ def test_table(best: pd.DataFrame, groups: pd.DataFrame, spec: dict[str, Any], k
     bold = []
     for j, (_, kind) in enumerate(cols):
         means = pd.Series([stats[label][j][0] for label in groups["group"]], index=groups.index)
-        bold.append(_best_indices(means, "max", "val_" + kind))
+        bold.append(best_indices(means, "max", "val_" + kind))
     rows = []
     for i, r in groups.iterrows():
         g = best[best["group"] == r["group"]]

@@ -111,14 +111,6 @@ def _setup_section(doc: Doc, study: Study) -> None:
     objs = tables.objectives(spec)
     goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} `{n}`" for n, m in objs)
     items = [f"objective: {goals}" + (" (Pareto front)" if len(objs) > 1 else "")]
-    if spec:
-        s, sch = spec.get("searcher") or {}, spec.get("scheduler") or {}
-        items.append(f"searcher: {s.get('algorithm', '?')} (seed {s.get('seed', '?')})")
-        if sch.get("type") in (None, "none"):
-            items.append("scheduler: none (every trial runs all its epochs)")
-        else:
-            items.append(f"scheduler: {sch['type']} (grace period {sch.get('grace_period')}, "
-                         f"reduction factor {sch.get('reduction_factor')}, max_t {sch.get('max_t')})")
     items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), "
                  f"parent run `{study.parent['run_id']}`, `{study.tracking_uri}`")
     doc.bullets(items)
@@ -131,7 +123,10 @@ def _setup_section(doc: Doc, study: Study) -> None:
                       + (" log" if p.get("type") == "loguniform" or p.get("log") else ""))
             rows.append([f"`{key}`", p.get("type", "?"), values])
         doc.table(Table(["searched key", "type", "values / range"], rows, caption="The search space.", text_cols=3))
-    if spec.get("base"):
+    if study.plan:
+        doc.para("The plan the study printed at its start (searcher, scheduler, fixed settings, resources):")
+        doc.code("\n".join(study.plan))
+    elif spec.get("base"):
         doc.para("Fixed settings (`base`, on top of the trial-config defaults):")
         doc.code("\n".join(f"{k}: {v}" for k, v in spec["base"].items()))
 
@@ -148,7 +143,9 @@ def _main_caption(spec: dict, groups: pd.DataFrame, bins: int | None) -> str:
             "Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at the last GAN "
             "epoch. Bold: best group per column."
             + (" Pareto: no other group's means are at least as good on every objective and better on one."
-               if len(objs) > 1 else ""))
+               if len(objs) > 1 else "")
+            + (" Population-based training: a trial's searched values are its initial draw; exploits replace them "
+               "mid-run (the schedule section shows the values in force)." if schedule.is_pbt(spec) else ""))
 
 
 def _figures_section(doc: Doc, study: Study, best: pd.DataFrame, groups: pd.DataFrame, bicubic: pd.DataFrame,

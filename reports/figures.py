@@ -29,7 +29,8 @@ def save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _colors(n: int) -> list:
+def palette(n: int) -> list:
+    """n line colours, tab10 repeated."""
     return [colormaps["tab10"](i % 10) for i in range(n)]
 
 
@@ -86,7 +87,7 @@ def curves(best: pd.DataFrame, history: pd.DataFrame, metric: str, order: list[s
     named: dict[int, object] = {}  # rank -> line, for a legend in rank order
     extra = []  # then the reference line and the pretraining span
     data = _group_curves(best, history, metric)
-    colors = _colors(top)
+    colors = palette(top)
     for rank, group in reversed(list(enumerate(order))):  # best group drawn last, on top
         if group not in data:
             continue

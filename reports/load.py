@@ -64,6 +64,7 @@ class Study:
     experiment_id: str
     parent: dict[str, Any]  # run_id, status, start_time, end_time, description, tags
     spec: dict[str, Any]  # the parent's spec.yaml ({} when the artifact is missing)
+    plan: list[str]  # the plan the study printed at its start (plan.txt; [] when missing)
     trials: pd.DataFrame
     history: pd.DataFrame
     notes: list[str] = field(default_factory=list)  # things the loader had to guess or skip
@@ -146,16 +147,20 @@ def _children(client: MlflowClient, experiment_id: str, parent_id: str) -> list[
             return runs
 
 
-def _spec(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+def _artifact_text(client: MlflowClient, run_id: str, name: str) -> str | None:
     try:
-        text = client.download_artifacts(run_id, "spec.yaml")
+        return Path(client.download_artifacts(run_id, name)).read_text()
     except Exception:  # a missing artifact raises store-specific errors; the report says so
         return None
-    loaded = yaml.safe_load(Path(text).read_text())
+
+
+def _spec(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    text = _artifact_text(client, run_id, "spec.yaml")
+    loaded = yaml.safe_load(text) if text is not None else None
     return loaded if isinstance(loaded, dict) else None
 
 
-def _grids(client: MlflowClient, run_id: str) -> dict[int, str]:
+def grid_artifacts(client: MlflowClient, run_id: str) -> dict[int, str]:
     """epoch -> artifact path of that epoch's sample grid (the latest one when logged twice)."""
     found: dict[int, tuple[int, str]] = {}
     try:
@@ -181,7 +186,7 @@ def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
                 latest[m.step] = m
         for step, m in latest.items():
             per_step.setdefault(int(step), {})[key] = float(m.value)
-    grids = _grids(client, rid)
+    grids = grid_artifacts(client, rid)
     epochs = sorted(set(per_step) | set(grids))
     rows = [{"run_id": rid, "trial_id": run.data.tags.get(TRIAL_ID), "epoch": e, **per_step.get(e, {}),
              "grid_artifact": grids.get(e)} for e in epochs]
@@ -248,7 +253,8 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
                    if parent.info.end_time else pd.NaT,
                    "description": tags.get("mlflow.note.content", ""), "tags": dict(tags)}
     return Study(name=name, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id,
-                 parent=parent_info, spec=spec or {}, trials=trials, history=history, notes=notes)
+                 parent=parent_info, spec=spec or {}, plan=(_artifact_text(client, pid, "plan.txt") or "").splitlines(),
+                 trials=trials, history=history, notes=notes)
 
 
 def download_grid(tracking_uri: str, run_id: str, artifact: str, dest: Path) -> Path:

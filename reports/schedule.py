@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.document import Doc, Table
-from reports.figures import _colors, save
+from reports.figures import palette, save
 
 EVENTS_ARTIFACT = "pbt_events.jsonl"  # as study/pbt.py writes it
 HP_PREFIX = "hp/"
@@ -76,7 +76,7 @@ def schedule_figure(history: pd.DataFrame, segments: list[tuple[str, int, int]],
     """One panel per mutated key: the value in force each epoch along the winner's lineage, coloured by trial."""
     fig = Figure(figsize=(7, 1.9 * len(keys) + 0.4))
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
-    colours = dict(zip(dict.fromkeys(t for t, _, _ in segments), _colors(len(segments))))
+    colours = dict(zip(dict.fromkeys(t for t, _, _ in segments), palette(len(segments))))
     for ax, key in zip(axes, keys):
         col = HP_PREFIX + key
         for trial, first, last in segments:
@@ -102,7 +102,7 @@ def population_figure(history: pd.DataFrame, metric: str, events: dict[str, list
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()
     trials = sorted(history["trial_id"].dropna().unique())
-    colours = dict(zip(trials, _colors(len(trials))))
+    colours = dict(zip(trials, palette(len(trials))))
     for trial in trials:
         rows = history[history["trial_id"] == trial].sort_values("epoch").dropna(subset=[metric])
         x, y = rows["epoch"].to_numpy(float), rows[metric].to_numpy(float)

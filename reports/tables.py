@@ -262,7 +262,7 @@ def pareto_mask(values: np.ndarray, modes: list[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------- display
 
 
-def _best_indices(col: pd.Series, rule: str, metric: str) -> set[int]:
+def best_indices(col: pd.Series, rule: str, metric: str) -> set[int]:
     """Rows holding the best shown value (ties all count); none when every row shows the same."""
     v = pd.to_numeric(col, errors="coerce")
     if v.notna().sum() < 2:
@@ -282,7 +282,7 @@ def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any]
     multi = "pareto" in groups
     header = ["#", *[short_key(k, keys) for k in keys], "n", *[LABELS.get(m, m) for m in metrics],
               *(["Pareto"] if multi else []), "best epoch", "diverged", "stopped early", "D(real)−D(fake)"]
-    bold = {m: _best_indices(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max")), m) for m in metrics}
+    bold = {m: best_indices(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max")), m) for m in metrics}
     rows = []
     for i, r in groups.iterrows():
         cells = [str(r["rank"]), *[r[k] for k in keys], str(r["n"])]

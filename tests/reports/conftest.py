@@ -92,6 +92,7 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
     import mlflow
     from PIL import Image
 
+    from study.plan import plan
     from study.spec import from_dict, spec_hash, trial_config
 
     spec = from_dict(raw_spec)
@@ -101,6 +102,7 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
         "mlflow.note.content": spec.description})
     pid = parent.info.run_id
     client.log_text(pid, spec.dump_yaml(), "spec.yaml")
+    client.log_text(pid, "\n".join(plan(spec)) + "\n", "plan.txt")  # as StudyTracker.start logs both
     store.parents[spec.name] = pid
     for index, t in enumerate(trials):
         cfg = trial_config(spec, t.sampled, t.repeat)

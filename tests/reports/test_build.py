@@ -34,6 +34,9 @@ def test_report_markdown_has_question_tables_and_figures(built):
     assert "| *bicubic* |" in md and "sample std (ddof=1)" in md
     assert "![" in md and "(figures/samples.png)" in md
     assert "| trials | 5 (2 completed, 1 stopped early, 1 diverged, 1 failed) |" in md
+    # the setup quotes the plan the study printed, not a re-guess of the spec's defaults
+    assert "The plan the study printed at its start" in md and "searcher: tpe (seed 0" in md
+    assert "scheduler: none (every trial runs all its epochs)" in md
 
 
 def test_html_is_self_contained(built):
@@ -144,5 +147,6 @@ def test_report_of_the_real_smoke_study(smoke_study):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     text = (out / "report.md").read_text()
     assert "bicubic" in text and "family" in text
+    assert "scheduler: asha on epoch (grace period 1, reduction factor 2" in text
     trials = pd.read_parquet(out / "trials.parquet")
     assert trials["trial_id"].nunique() == 4

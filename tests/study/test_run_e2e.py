@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from reports.load import _grids  # how the report scripts read the per-epoch grids
+from reports.load import grid_artifacts  # how the report scripts read the per-epoch grids
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -102,7 +102,7 @@ def test_smoke_study_with_optuna_and_asha(tmp_path):
         accepted = list(range(1, row["epochs"] + 1))
         for name in ("val_psnr", "loss_g", "phase_gan"):
             assert [m.step for m in client.get_metric_history(kid.info.run_id, name)] == accepted, name
-        assert sorted(_grids(client, kid.info.run_id)) == accepted
+        assert sorted(grid_artifacts(client, kid.info.run_id)) == accepted
         assert kid.data.params["loss.family"] == row["loss.family"]
         # and its best epoch's generator, as a state dict and config
         assert generator_files(client, kid.info.run_id) == {"generator/config.yaml", "generator/generator.pt"}
