@@ -7,8 +7,8 @@
 "trainer" is `Trainer.run_epoch` itself on the real DataLoader (patch cutting, collation,
 degradation, loss bookkeeping, divergence checks included); "bare" is the least a
 hand-written loop must do: it takes pre-cut uint8 HR batches, makes LR with
-`bicubic_down` and runs the same G/D updates with the same loss functions and Adam
-settings (and the same precision and compile mode). Runs alternate (trainer, bare,
+`bicubic_down` and calls the trainer's own `pretrain_step` / `gan_step` (so the same
+updates, losses, precision and compile mode), with nothing around them. Runs alternate (trainer, bare,
 trainer, ...) after one untimed warm-up of each, so load from other processes hits both
 alike; the table gives medians. A ratio (trainer / bare images/s) near 1 means the
 trainer adds no overhead worth removing. FLOPs per image are counted once per mode
@@ -26,14 +26,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from trainables.compiling import compile_models
 from trainables.config import VIDEO_SOURCES, TrialConfig, load_config
 from trainables.data import TrainPatches, load_images, make_loader
 from trainables.degrade import bicubic_down, hr_to_model, to_float01
 from trainables.distributed import DistInfo
 from trainables.errors import UserError
-from trainables.losses import ADVERSARIAL, gradient_penalty, pixel_mse
-from trainables.models import build_discriminator, build_generator
 from trainables.trainer import Trainer
 from trainables.yamlio import parse_set_args
 
@@ -43,57 +40,14 @@ PAPER_SIZE = {"model.g_channels": 64, "model.g_blocks": 16, "model.d_channels": 
               "schedule.batch_size": 64}
 
 
-class BareLoop:
-    """The same G, D, optimisers and losses as `Trainer`, with nothing around the updates."""
-
-    def __init__(self, cfg: TrialConfig, device: torch.device):
-        self.cfg, self.device = cfg, device
-        torch.manual_seed(cfg.seed)  # the trainer's initial weights
-        self.generator = build_generator(cfg).to(device).train()
-        self.discriminator = build_discriminator(cfg).to(device).train()
-        o = cfg.optim
-        self.opt_pre = torch.optim.Adam(self.generator.parameters(), lr=o.lr_pretrain, betas=(0.9, o.beta2))
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=(o.beta1_g, o.beta2))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr_d, betas=(o.beta1_d, o.beta2))
-        self.adversarial = ADVERSARIAL[cfg.loss.family]
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
-        compile_models(cfg, self.generator, self.discriminator)
-
-    def pretrain(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        with self.autocast:
-            loss = pixel_mse(self.generator(lr).float(), hr)
-        self.opt_pre.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_pre.step()
-
-    def gan(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        cfg, adv, G, D = self.cfg, self.adversarial, self.generator, self.discriminator
-        with self.autocast:
-            sr = G(lr)  # (B, 3, P, P) in [-1, 1]
-        fake = sr.detach()
-        for _ in range(cfg.schedule.d_steps_per_g):  # (1) update D
-            with self.autocast:
-                loss_d = adv.d_loss(D(hr).float(), D(fake).float())
-            if cfg.loss.family == "wgan_gp":
-                loss_d = loss_d + cfg.loss.gp_weight * gradient_penalty(D, hr, fake)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
-        D.requires_grad_(False)  # (2) update G through a frozen D
-        with self.autocast:
-            loss_g = cfg.loss.pixel_weight * pixel_mse(sr.float(), hr) + cfg.loss.beta * adv.g_loss(D(sr).float())
-        D.requires_grad_(True)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-
-    def run(self, batches: Sequence[torch.Tensor], mode: str) -> None:
-        step = self.pretrain if mode == "pretrain" else self.gan
-        for batch in batches:  # (B, 3, P, P) uint8
-            hr01 = to_float01(batch.to(self.device))
-            step(bicubic_down(hr01, self.cfg.scale), hr_to_model(hr01))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+def bare_run(trainer: Trainer, batches: Sequence[torch.Tensor], mode: str) -> None:
+    """The reference loop: the trainer's own step functions on pre-cut batches, nothing around them."""
+    step = trainer.pretrain_step if mode == "pretrain" else trainer.gan_step
+    for batch in batches:  # (B, 3, P, P) uint8
+        hr01 = to_float01(batch.to(trainer.device))
+        step(bicubic_down(hr01, trainer.cfg.scale), hr_to_model(hr01))
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize(trainer.device)
 
 
 def bench_config(overrides: Mapping[str, Any], steps: int) -> TrialConfig:
@@ -109,7 +63,7 @@ def run_bench(
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Images/s of `Trainer.run_epoch` and of `BareLoop` per mode, alternating runs.
+    """Images/s of `Trainer.run_epoch` and of `bare_run` per mode, alternating runs.
 
     One epoch of `cfg` (schedule.patches_per_epoch patches) is one timed run. Returns one
     dict per mode: mode, trainer and bare (median images/s), ratio, and the raw runs.
@@ -140,7 +94,7 @@ def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
         dataset.place(device, cfg.data.device_cache_mb)
     loader = make_loader(dataset, cfg.schedule.batch_size, cfg.data.num_workers, seed=cfg.seed)
     trainer = Trainer(cfg, DistInfo(0, 1, 0), device)
-    bare = BareLoop(cfg, device)
+    bare = Trainer(cfg, DistInfo(0, 1, 0), device)  # its own models and optimisers, the same initial weights
     images = (cfg.schedule.patches_per_epoch // cfg.schedule.batch_size) * cfg.schedule.batch_size
     epochs = {"pretrain": 0, "gan": cfg.schedule.pretrain_epochs}  # the trainer's epoch index per mode
 
@@ -162,7 +116,7 @@ def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
     results = []
     for mode in modes:
         batches = cut(mode)
-        loops = {"trainer": lambda: run_trainer(mode), "bare": lambda: bare.run(batches, mode)}
+        loops = {"trainer": lambda: run_trainer(mode), "bare": lambda: bare_run(bare, batches, mode)}
         for run in loops.values():  # warm-up: allocator, oneDNN kernels, page cache
             run()
         runs: dict[str, list[tuple[float, float]]] = {"trainer": [], "bare": []}
@@ -190,14 +144,14 @@ def _run(cfg: TrialConfig, modes: Sequence[str], repeats: int,
 
 def count_flops(cfg: TrialConfig, device: torch.device, mode: str, batch: torch.Tensor) -> float:
     """FLOPs per image of one step of `mode` (G forward and backward, D's steps), counted on an eager,
-    fp32 copy of the bare loop (compiled kernels do the same arithmetic, fused)."""
+    fp32 trainer driven by the bare loop (compiled kernels do the same arithmetic, fused)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     eager = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, compile="none", precision="fp32"))
-    loop = BareLoop(eager, device)
+    trainer = Trainer(eager, DistInfo(0, 1, 0), device)
     counter = FlopCounterMode(display=False)
     with counter:
-        loop.run([batch], mode)
+        bare_run(trainer, [batch], mode)
     return counter.get_total_flops() / batch.shape[0]
 
 

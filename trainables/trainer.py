@@ -28,9 +28,13 @@ from trainables.models import build_discriminator, build_generator
 from trainables.schedules import epoch_rates, set_rates
 from trainables.video import centre_frame
 
-# Running sums kept on the device during an epoch (one .item() sync per epoch, not per step).
+# The train metrics each epoch reports (means over its steps; summed on the device, one sync per epoch).
 LOSS_KEYS = ("loss_pixel", "loss_vgg", "loss_adv", "loss_g", "loss_d", "loss_gp", "d_real", "d_fake", "loss_fourier")
 DIVERGENCE_CHECK_EVERY = 20  # steps between finiteness checks (each costs a device sync)
+
+
+def all_finite(sums: dict[str, torch.Tensor]) -> bool:
+    return bool(torch.isfinite(torch.stack(list(sums.values()))).all())
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -78,13 +82,8 @@ class Trainer:
         self.adversarial = ADVERSARIAL[cfg.loss.family]
         self.vgg = load_vgg54().to(device) if cfg.loss.vgg_weight > 0 else None
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.runtime.precision == "bf16")
-        # (len(LOSS_KEYS),) 1 where pretraining's one loss is summed: loss_pixel and loss_g
-        self.pretrain_slots = torch.tensor([float(k in ("loss_pixel", "loss_g")) for k in LOSS_KEYS], device=device)
-        # frequency-space content loss (trainables.fourier; 0 when off); pretraining sums it into
-        # loss_fourier and, weighted, into loss_g
+        # frequency-space content loss (trainables.fourier; 0 when off)
         self.fourier = fourier_content_loss(cfg.loss.fourier_weight, cfg.loss.fourier_terms)
-        self.fourier_slots = torch.tensor([{"loss_fourier": 1.0, "loss_g": cfg.loss.fourier_weight}.get(k, 0.0)
-                                           for k in LOSS_KEYS], device=device)
         self.epoch = 0  # epochs completed
         self.g_steps = 0
         self.d_steps = 0
@@ -151,23 +150,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
+    def pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One G update on the pixel loss (plus the Fourier term when on); returns the losses, detached."""
         with self.autocast:
             sr = self.generator(lr)  # (B, 3, H, W) in [-1, 1]
-            loss = pixel_loss(sr.float(), hr, self.cfg.loss)
+            loss_pixel = pixel_loss(sr.float(), hr, self.cfg.loss)
             loss_fourier = self.fourier(sr.float(), hr)
+        loss_g = loss_pixel + self.cfg.loss.fourier_weight * loss_fourier
         self.opt_pre.zero_grad(set_to_none=True)
-        (loss + self.cfg.loss.fourier_weight * loss_fourier).backward()
+        loss_g.backward()
         self._clip(self.generator)
         self.opt_pre.step()
         if self.ema is not None:
             self.ema.update(unwrap(self.generator))
         self.g_steps += 1
-        # one fused op adds the loss to the loss_pixel and loss_g slots (indexed adds cost ~3 ops each)
-        sums.addcmul_(self.pretrain_slots, loss.detach())
-        sums.addcmul_(self.fourier_slots, loss_fourier.detach())
+        return {"loss_pixel": loss_pixel.detach(), "loss_g": loss_g.detach(), "loss_fourier": loss_fourier.detach()}
 
-    def gan_step(self, lr: torch.Tensor, hr: torch.Tensor, sums: torch.Tensor) -> None:
+    def gan_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(1) d_steps_per_g D updates, then (2) one G update through the frozen D; returns the losses, detached
+        (D's are its last step's)."""
         cfg, adv, D = self.cfg, self.adversarial, self.discriminator
         with self.autocast:
             sr = self.generator(lr)  # (B, 3, H, W) in [-1, 1]; one G forward serves both updates
@@ -204,11 +205,10 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(unwrap(self.generator))
         self.g_steps += 1
-        with torch.no_grad():  # one stacked add per step, not eight indexed ones; D's stats are its last step's
-            values = {"loss_pixel": loss_pixel, "loss_vgg": loss_vgg, "loss_adv": loss_adv, "loss_g": loss_g,
-                      "loss_d": loss_d, "loss_gp": gp, "d_real": adv.score(real_score).mean(),
-                      "d_fake": adv.score(fake_score).mean(), "loss_fourier": loss_fourier}
-            sums += torch.stack([values[k] for k in LOSS_KEYS])
+        losses = {"loss_pixel": loss_pixel, "loss_vgg": loss_vgg, "loss_adv": loss_adv, "loss_g": loss_g,
+                  "loss_d": loss_d, "loss_gp": gp, "loss_fourier": loss_fourier}
+        return {**{k: v.detach() for k, v in losses.items()},
+                "d_real": adv.score(real_score.detach()).mean(), "d_fake": adv.score(fake_score.detach()).mean()}
 
     def _clip(self, model: nn.Module) -> None:
         if self.cfg.optim.grad_clip is not None:
@@ -225,7 +225,7 @@ class Trainer:
         # per-epoch reseed: noise (WGAN-GP interpolation weights) is a function of
         # (seed, epoch, rank), so a resumed run continues exactly, on every rank
         torch.manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + self.info.rank)
-        sums = torch.zeros(len(LOSS_KEYS), device=self.device)
+        sums = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}  # per-step losses, summed
         steps, images, diverged = 0, 0, False
         step_fn = self.pretrain_step if phase == "pretrain" else self.gan_step
         start = last_note = time.perf_counter()
@@ -236,13 +236,15 @@ class Trainer:
             lr = bicubic_down(hr01, scale).contiguous(memory_format=self.memory_format)  # (B, T*3, P/s, P/s) in [0, 1]
             # the target (and D's real input) is the centre frame t
             hr = hr_to_model(centre_frame(hr01)).contiguous(memory_format=self.memory_format)  # (B, 3, P, P) in [-1, 1]
-            step_fn(lr, hr, sums)
+            for key, value in step_fn(lr, hr).items():  # detached: the sums build no graph
+                sums[key] += value
+                if self.cfg.runtime.debug_nan_step is not None and self.g_steps >= self.cfg.runtime.debug_nan_step:
+                    for total in sums.values():  # the injected fault: as if the losses had blown up
+                        total += float("nan")
             steps += 1
-            if self.cfg.runtime.debug_nan_step is not None and self.g_steps >= self.cfg.runtime.debug_nan_step:
-                sums += float("nan")  # the injected fault: as if the losses had blown up
             images += batch.shape[0]
             if steps % DIVERGENCE_CHECK_EVERY == 0:
-                diverged = any_true(not bool(torch.isfinite(sums).all()), self.info, self.device)
+                diverged = any_true(not all_finite(sums), self.info, self.device)
                 if diverged:
                     break
             if progress is not None and time.perf_counter() - last_note > 10:
@@ -250,9 +252,10 @@ class Trainer:
                 progress(f"  epoch {epoch + 1} ({phase}): {images * self.info.world_size} / "
                          f"{self.cfg.schedule.patches_per_epoch} patches")
         if not diverged:
-            diverged = any_true(not bool(torch.isfinite(sums).all()), self.info, self.device)
+            diverged = any_true(not all_finite(sums), self.info, self.device)
         elapsed = time.perf_counter() - start
-        totals = sum_across(torch.cat([sums, torch.tensor([steps], device=self.device, dtype=sums.dtype)]), self.info)
+        totals = sum_across(torch.stack([*(sums[k] for k in LOSS_KEYS), torch.tensor(float(steps), device=self.device)]),
+                            self.info)
         n = max(float(totals[-1].item()), 1.0)
         train = {k: float(v) / n for k, v in zip(LOSS_KEYS, totals[:-1].tolist())}
         train["images_per_s"] = images * self.info.world_size / max(elapsed, 1e-9)

@@ -6,7 +6,7 @@ import torch
 from trainables.compiling import compiles_discriminator
 from trainables.config import load_config
 from trainables.distributed import DistInfo
-from trainables.trainer import LOSS_KEYS, Trainer
+from trainables.trainer import Trainer
 
 TINY = {"data.patch_size": 16, "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 4,
         "model.d_dense": 8, "schedule.batch_size": 4, "runtime.device": "cpu"}
@@ -19,11 +19,9 @@ def _steps(mode: str, family: str) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     gen = torch.Generator().manual_seed(0)
     hr = torch.rand(4, 3, 16, 16, generator=gen) * 2 - 1  # (B, 3, P, P) in [-1, 1]
     lr = torch.rand(4, 3, 8, 8, generator=gen)  # (B, 3, P/2, P/2) in [0, 1]
-    sums = torch.zeros(len(LOSS_KEYS))
     torch.manual_seed(1)
-    trainer.pretrain_step(lr, hr, sums)
-    for _ in range(2):
-        trainer.gan_step(lr, hr, sums)
+    losses = [trainer.pretrain_step(lr, hr)] + [trainer.gan_step(lr, hr) for _ in range(2)]
+    sums = torch.stack([v for step in losses for v in step.values()])
     flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
     return sums, flat(trainer.generator), flat(trainer.discriminator)
 
