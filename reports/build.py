@@ -28,7 +28,8 @@ from reports import benchmark_table, figures, schedule, tables, verdicts  # noqa
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
-from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir  # noqa: E402
+from trainables.errors import (ArgumentParser, UserError, check_tracking_uri, check_writable_dir,  # noqa: E402
+                               first_line, one_line_errors)
 
 TOP = 8  # groups shown in the sample-grid figure and coloured in the curves
 
@@ -375,15 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mlflow.exceptions import MlflowException
 
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except MlflowException as exc:  # an unreachable server or a bad URI, said in one line
-        print(f"error: MLflow ({args.tracking_uri or 'default store'}): {str(exc).splitlines()[0][:200]}",
-              file=sys.stderr)
-        return 2
+    where = args.tracking_uri or "default store"
+    return one_line_errors(lambda: run(args), (MlflowException, lambda e: f"MLflow ({where}): {first_line(e)}"))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from typing import Mapping
 from study.plan import plan
 from study.spec import DEFAULT_STORAGE, StudySpec, load_spec, spec_hash, with_base_overrides
 from trainables.yamlio import parse_set_args
-from trainables.errors import ArgumentParser, UserError, check_tracking_uri, check_writable_dir, sqlite_path
+from trainables.errors import (ArgumentParser, UserError, check_tracking_uri, check_writable_dir, first_line,
+                               one_line_errors, sqlite_path)
 
 # set by Ray's job supervisor in the environment of a `ray job submit` entrypoint
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -262,18 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mlflow.exceptions import MlflowException
 
-    try:
-        return run(args, argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ConnectionError as exc:  # a Ray address nothing answers at
-        print(f"error: Ray cluster {args.address or os.environ.get('RAY_ADDRESS')}: {str(exc).splitlines()[0][:200]}",
-              file=sys.stderr)
-        return 2
-    except MlflowException as exc:  # an unreachable tracking server or a bad URI
-        print(f"error: MLflow: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
-        return 2
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    return one_line_errors(lambda: run(args, argv),
+                           (ConnectionError, lambda e: f"Ray cluster {address}: {first_line(e)}"),  # nothing answers
+                           (MlflowException, lambda e: f"MLflow: {first_line(e)}"))  # unreachable server, bad URI
 
 
 if __name__ == "__main__":

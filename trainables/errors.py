@@ -9,8 +9,10 @@ everywhere (argparse's usage block would otherwise precede the error).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -35,6 +37,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see --help)\n")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:limit]
+
+
+def one_line_errors(body: Callable[[], int],
+                    *phrased: tuple[type[BaseException], Callable[[BaseException], str]]) -> int:
+    """A CLI's exit code: `body()`'s, or 2 after one `error: ...` line for a UserError (its message) or
+    for an exception of a `phrased` type (the message its function makes)."""
+    handlers = ((UserError, str), *phrased)
+    try:
+        return body()
+    except tuple(kind for kind, _ in handlers) as exc:
+        phrase = next(say for kind, say in handlers if isinstance(exc, kind))
+        print(f"error: {phrase(exc)}", file=sys.stderr)
+        return 2
 
 
 def check_writable_dir(path: str | Path, flag: str) -> None:

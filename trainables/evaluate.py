@@ -25,7 +25,7 @@ from torch import Tensor
 from trainables import checkpoint
 from trainables.config import TrialConfig
 from trainables.degrade import bicubic_down, bicubic_up, model_to_01, modcrop, nearest_up, to_float01, to_uint8
-from trainables.errors import ArgumentParser, UserError
+from trainables.errors import ArgumentParser, UserError, one_line_errors
 from trainables.models import build_generator
 from trainables.metrics import METRIC_NAMES, SSIM_WINDOW, score_pair
 from trainables.sources import IMAGE_EXTENSIONS, read_image
@@ -235,12 +235,7 @@ def _run(argv: Sequence[str] | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; a user's mistake prints one line on stderr and returns 2."""
-    try:
-        _run(argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return one_line_errors(lambda: _run(argv) or 0)
 
 
 if __name__ == "__main__":
