@@ -26,7 +26,6 @@ value (by timestamp) wins.
 from __future__ import annotations
 
 import json
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,14 +37,10 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from study.tracking import (ERROR, GRID_KEY, PARENT, REPEAT, ROLE, SEARCHED, SEED, SPEC_HASH, STATUS, TRIAL_ID,
+                            resolve_tracking_uri as study_tracking_uri)
 from trainables.errors import UserError
 
-# The tags study/tracking.py writes (kept in sync by tests/reports/test_load.py).
-ROLE = "srstudy.role"
-TRIAL_ID = "srstudy.trial_id"
-STATUS = "srstudy.status"
-PARENT = "mlflow.parentRunId"
-GRID_KEY = "sample_grid"
 PARAM_PREFIX = "param."
 # MLflow state -> trial status, for a child run that never got its srstudy.status tag
 _STATE_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "completed",
@@ -76,9 +71,8 @@ class Study:
 
 
 def resolve_tracking_uri(cli: str | None) -> str:
-    """--tracking-uri, then MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db` (absolute)."""
-    uri = cli or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri if uri else f"sqlite:///{Path('mlflow.db').resolve()}"
+    """--tracking-uri, then MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db` (absolute): the study's rule."""
+    return study_tracking_uri(cli, None)
 
 
 def _check_store(uri: str) -> None:
@@ -201,14 +195,14 @@ def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
     tags, info = run.data.tags, run.info
     status = tags.get(STATUS) or _STATE_STATUS.get(info.status, "failed")
     try:
-        searched = list(json.loads(tags.get("srstudy.searched", "[]")))
+        searched = list(json.loads(tags.get(SEARCHED, "[]")))
     except json.JSONDecodeError:
         searched = []
     return {
         "run_id": info.run_id, "run_name": info.run_name, "trial_id": tags.get(TRIAL_ID, info.run_id[:8]),
-        "status": status, "run_state": info.status, "seed": _int_tag(tags.get("srstudy.seed")),
-        "repeat": _int_tag(tags.get("srstudy.repeat")), "searched": searched,
-        "error": tags.get("srstudy.error"), "spec_hash": tags.get("srstudy.spec_hash"),
+        "status": status, "run_state": info.status, "seed": _int_tag(tags.get(SEED)),
+        "repeat": _int_tag(tags.get(REPEAT)), "searched": searched,
+        "error": tags.get(ERROR), "spec_hash": tags.get(SPEC_HASH),
         "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
         "epochs": epochs,

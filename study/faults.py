@@ -141,13 +141,15 @@ def audit(folder: Path, planned: int) -> dict[str, int]:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
+    from study.tracking import ROLE, TRIAL_ID
+
     table = pd.read_parquet(folder / "study_results" / "faults" / "results.parquet")
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     exp = client.get_experiment_by_name("faults")
     runs = client.search_runs([exp.experiment_id], max_results=5000)
-    parents = [r for r in runs if r.data.tags.get("srstudy.role") == "study"]
-    kids = [r for r in runs if r.data.tags.get("srstudy.role") == "trial"]
-    per_trial = Counter(r.data.tags.get("srstudy.trial_id") for r in kids)
+    parents = [r for r in runs if r.data.tags.get(ROLE) == "study"]
+    kids = [r for r in runs if r.data.tags.get(ROLE) == "trial"]
+    per_trial = Counter(r.data.tags.get(TRIAL_ID) for r in kids)
     duplicate_points = 0
     for kid in kids:
         for name in kid.data.metrics:

@@ -179,6 +179,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:  # a local Ray: the machine's size is known without starting it
         runner.check_fits_locally(spec)
+    else:
+        runner.check_reachable(address, "--address" if args.address else "RAY_ADDRESS")
 
     stop = Interruption()
     stop.install()

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,19 @@ def study_path(spec: StudySpec, storage: str) -> str:
 
 
 # ----------------------------------------------------------------------------- cluster
+
+
+def check_reachable(address: str, flag: str) -> None:
+    """A `host:port` (or `ray://host:port`) Ray address that no process answers at is one UserError in
+    seconds (`ray.init` would retry for minutes); `auto` and other forms are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise UserError(f"{flag} {address}: no Ray cluster answers there ({exc.strerror or exc}); give the address "
+                        "`ray status` shows on the head node (host:6379), or leave it out for a local Ray") from None
 
 
 def start_ray(address: str | None) -> int:

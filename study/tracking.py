@@ -22,16 +22,22 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+# the tags the study writes on its runs (reports.load reads them by these names)
 ROLE = "srstudy.role"
 STUDY = "srstudy.study"
 TRIAL_ID = "srstudy.trial_id"
 STATUS = "srstudy.status"
+SPEC_HASH = "srstudy.spec_hash"
+SEARCHED = "srstudy.searched"
+SEED = "srstudy.seed"
+REPEAT = "srstudy.repeat"
+ERROR = "srstudy.error"
+GIT_COMMIT = "srstudy.git_commit"
 PARENT = "mlflow.parentRunId"
 GRID_KEY = "sample_grid"
 # MLflow run states for the trial statuses the study table uses
 RUN_STATE = {"completed": "FINISHED", "stopped early": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
              "interrupted": "KILLED"}
-SPEC_HASH = "srstudy.spec_hash"
 
 
 def resolve_tracking_uri(cli: str | None, spec: str | None) -> str:
@@ -96,11 +102,11 @@ class StudyTracker:
             self.client.update_run(resume_run_id, status="RUNNING")
             self.parent_run_id = resume_run_id
             return resume_run_id
-        tags = {ROLE: "study", STUDY: self.study, "srstudy.spec_hash": spec_hash,
+        tags = {ROLE: "study", STUDY: self.study, SPEC_HASH: spec_hash,
                 "mlflow.note.content": description or f"srstudy study {self.study}"}
         commit = git_commit()
         if commit:
-            tags["srstudy.git_commit"] = commit
+            tags[GIT_COMMIT] = commit
         run = self.client.create_run(self.experiment_id, run_name=f"study {self.study}", tags=tags)
         self.parent_run_id = run.info.run_id
         self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
@@ -129,7 +135,7 @@ class StudyTracker:
             rid = run.info.run_id
             self.client.set_tag(rid, STATUS, status)
             if row.get("error"):
-                self.client.set_tag(rid, "srstudy.error", str(row["error"])[:500])
+                self.client.set_tag(rid, ERROR, str(row["error"])[:500])
             ckpt = best_checkpoints.get(row["trial_id"])
             if ckpt and not run.data.tags.get("srstudy.model_logged"):
                 try:
@@ -193,10 +199,10 @@ class TrialTracker:
         self.study = study
         self.trial_id = trial_id
         self.tags = {PARENT: parent_run_id, ROLE: "trial", STUDY: study, TRIAL_ID: trial_id,
-                     "srstudy.spec_hash": spec_hash, "srstudy.repeat": str(repeat),
-                     "srstudy.searched": json.dumps(sorted(sampled))}
+                     SPEC_HASH: spec_hash, REPEAT: str(repeat),
+                     SEARCHED: json.dumps(sorted(sampled))}
         if git_commit:
-            self.tags["srstudy.git_commit"] = git_commit
+            self.tags[GIT_COMMIT] = git_commit
         self.trial_name = trial_name
         self.run_id: str | None = None
 
@@ -213,7 +219,7 @@ class TrialTracker:
             self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "phase_gan")}
         else:
             run = self.client.create_run(self.experiment_id, run_name=self.trial_name,
-                                         tags={**self.tags, "srstudy.seed": str(cfg.seed)})
+                                         tags={**self.tags, SEED: str(cfg.seed)})
             self.run_id = run.info.run_id
             params = cfg.flat()
             self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
@@ -250,4 +256,4 @@ class TrialTracker:
             return
         self.client.set_tag(self.run_id, STATUS, status)
         if error:
-            self.client.set_tag(self.run_id, "srstudy.error", error[:500])
+            self.client.set_tag(self.run_id, ERROR, error[:500])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -313,6 +314,14 @@ SPEC_VALUES = {  # spec field (__ for nesting) -> a refused value
     "space__loss.gp_weight": {"type": "normal", "low": 0, "high": 1},
     "storage": " ", "tracking_uri": "", "colour": "blue",
 }
+def closed_port() -> int:
+    """A local port nothing listens on: the OS picks it, the socket closes without listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CLOSED_PORT = closed_port()
 STUDY_CASES = {f"study-spec-{k.strip()}" + ("" if k == k.strip() else f"-{len(k) - len(k.strip())}"):
                study("{tmp}/s.yaml", spec=spec_with(**{k.strip(): v})) for k, v in SPEC_VALUES.items()}
 STUDY_CASES.update({
@@ -362,6 +371,10 @@ STUDY_CASES.update({
     "study-too-many-cpus": study("{tmp}/s.yaml", "--set", "runtime.threads=1", spec=spec_with(
         resources__cpus_per_worker=4096), says="CPU"),
     "study-too-many-workers": study("{tmp}/s.yaml", spec=spec_with(resources__workers=4096), says="CPU"),
+    "study-ray-address-closed": study("{tmp}/s.yaml", "--address", f"127.0.0.1:{CLOSED_PORT}", spec=yaml_text(SPEC),
+                                      says="no Ray cluster answers"),
+    "study-ray-address-env-closed": study("{tmp}/s.yaml", spec=yaml_text(SPEC), says="RAY_ADDRESS",
+                                          env={"RAY_ADDRESS": f"127.0.0.1:{CLOSED_PORT}"}),
     "study-ray-job-no-storage": study("{tmp}/s.yaml", spec=yaml_text(SPEC), says="ray job submit",
                                       env={"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}),
     "study-ray-job-relative-storage": study("{tmp}/s.yaml", "--storage", "res", "--tracking-uri", "http://h:5000",

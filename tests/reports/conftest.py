@@ -94,11 +94,12 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
 
     from study.plan import plan
     from study.spec import from_dict, spec_hash, trial_config
+    from study.tracking import ERROR, PARENT, REPEAT, ROLE, SEARCHED, SEED, SPEC_HASH, STATUS, STUDY, TRIAL_ID
 
     spec = from_dict(raw_spec)
     exp = client.create_experiment(spec.name, artifact_location=str(store.root / "artifacts" / spec.name))
     parent = client.create_run(exp, run_name=f"study {spec.name}", tags={
-        "srstudy.role": "study", "srstudy.study": spec.name, "srstudy.spec_hash": spec_hash(spec),
+        ROLE: "study", STUDY: spec.name, SPEC_HASH: spec_hash(spec),
         "mlflow.note.content": spec.description})
     pid = parent.info.run_id
     client.log_text(pid, spec.dump_yaml(), "spec.yaml")
@@ -107,9 +108,9 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
     for index, t in enumerate(trials):
         cfg = trial_config(spec, t.sampled, t.repeat)
         run = client.create_run(exp, run_name=f"trial_{t.trial_id}", tags={
-            "mlflow.parentRunId": pid, "srstudy.role": "trial", "srstudy.study": spec.name,
-            "srstudy.trial_id": t.trial_id, "srstudy.spec_hash": spec_hash(spec), "srstudy.repeat": str(t.repeat),
-            "srstudy.searched": json.dumps(sorted(t.sampled)), "srstudy.seed": str(cfg.seed)})
+            PARENT: pid, ROLE: "trial", STUDY: spec.name,
+            TRIAL_ID: t.trial_id, SPEC_HASH: spec_hash(spec), REPEAT: str(t.repeat),
+            SEARCHED: json.dumps(sorted(t.sampled)), SEED: str(cfg.seed)})
         rid = run.info.run_id
         store.runs[t.trial_id] = rid
         client.log_batch(rid, params=[mlflow.entities.Param(k, str(v)) for k, v in cfg.flat().items()])
@@ -121,9 +122,9 @@ def _log_study(client, store: Store, raw_spec: dict, trials: list[TrialSpec], pa
             if grids:
                 tile = np.zeros((8, 12, 3), np.uint8) + np.array(grid_color(index, epoch), np.uint8)
                 client.log_image(rid, Image.fromarray(tile), key="sample_grid", step=epoch)
-        client.set_tag(rid, "srstudy.status", t.status)
+        client.set_tag(rid, STATUS, t.status)
         if t.error:
-            client.set_tag(rid, "srstudy.error", t.error)
+            client.set_tag(rid, ERROR, t.error)
         if t.status != "running":
             client.set_terminated(rid, status="FAILED" if t.status == "failed" else "FINISHED")
     if parent_status != "RUNNING":

@@ -9,13 +9,6 @@ from reports.load import load_study, parse_param
 from trainables.errors import UserError
 
 
-def test_tag_names_match_the_writer():
-    from study import tracking
-
-    assert (load.ROLE, load.TRIAL_ID, load.STATUS, load.PARENT, load.GRID_KEY) == \
-        (tracking.ROLE, tracking.TRIAL_ID, tracking.STATUS, tracking.PARENT, tracking.GRID_KEY)
-
-
 @pytest.mark.parametrize("text, value", [("0.004", 0.004), ("2", 2), ("None", None), ("True", True),
                                          ("lsgan", "lsgan"), ("1e-05", 1e-5)])
 def test_parse_param(text, value):
