@@ -1,8 +1,8 @@
 """Profiles: the size at which a study asks its question (`python -m study.run SPEC --profile paper`).
 
 A profile is a YAML file in `search_spaces/profiles/` (beside the specs) holding trial-config
-overrides (`base`) and per-trial `resources`. `laptop` (the default) changes nothing: the
-shipped specs are sized for a 2-core laptop. `paper` sets the paper's sizes (G 64 channels
+overrides (`base`) and per-trial `resources`. `laptop` (the default) keeps the spec's sizes (the
+shipped specs are sized for a 2-core laptop) and scores the test sets Set5 and Set14 only. `paper` sets the paper's sizes (G 64 channels
 x 16 blocks, D 64 / 1024, 9000+ patches an epoch, 15 MSE pretraining epochs, batch 64,
 bf16, one GPU per trial).
 
