@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.trainables.photos import write_sinusoid_photos
 from trainables.config import ConfigError, load_config
 from trainables.degrade import bicubic_up
 from trainables.fourier import (
@@ -201,17 +202,9 @@ def test_grid_spectra_rows():
 
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:48, 0:48] / 48.0
-    for i in range(4):
-        img = np.zeros((48, 48, 3))
-        for _ in range(4):
-            fx, fy, phase = rng.uniform(0.5, 10, 2).tolist() + [rng.uniform(0, 6.28)]
-            img += rng.uniform(0.2, 1, 3) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)[..., None]
-        img = (img - img.min()) / (img.max() - img.min()) * 255
-        Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i}.png")
-    return folder
+    """Four 48x48 RGB images of random sinusoids."""
+    return write_sinusoid_photos(tmp_path_factory.mktemp("photos"), count=4, side=48, waves=4, seed=0,
+                                 max_freq=10)
 
 
 def tiny(folder, **overrides):

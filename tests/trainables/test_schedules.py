@@ -4,11 +4,10 @@ and reports the rates in force, and a resume in the middle of a schedule continu
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from tests.trainables.photos import write_sinusoid_photos
 from trainables import checkpoint
 from trainables import trainer as trainer_mod
 from trainables.config import ConfigError, OptimConfig, load_config
@@ -64,17 +63,8 @@ def test_impossible_schedule_settings_are_one_line_errors(key, value):
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory) -> Path:
     """Six 64x64 RGB images of random sinusoids."""
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[0:64, 0:64] / 64.0
-    for i in range(6):
-        img = np.zeros((64, 64, 3))
-        for _ in range(5):
-            fx, fy, phase = rng.uniform(0.5, 10, 2).tolist() + [rng.uniform(0, 6.28)]
-            img += rng.uniform(0.2, 1, 3) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)[..., None]
-        img = (img - img.min()) / (img.max() - img.min()) * 255
-        Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i}.png")
-    return folder
+    return write_sinusoid_photos(tmp_path_factory.mktemp("photos"), count=6, side=64, waves=5, seed=1,
+                                 max_freq=10)
 
 
 def tiny(folder: Path, **overrides):

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from tests.trainables.photos import write_sinusoid_photos
 from trainables import trainer as trainer_mod
 from trainables.config import load_config
 from trainables.train import train
@@ -21,17 +22,8 @@ from trainables.train import train
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory) -> Path:
     """Eight smooth-but-textured 96x96 RGB images (sums of random sinusoids)."""
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:96, 0:96] / 96.0
-    for i in range(8):
-        img = np.zeros((96, 96, 3))
-        for _ in range(6):
-            fx, fy, phase = rng.uniform(0.5, 12, 2).tolist() + [rng.uniform(0, 6.28)]
-            img += rng.uniform(0.2, 1, 3) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)[..., None]
-        img = (img - img.min()) / (img.max() - img.min()) * 255
-        Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i}.png")
-    return folder
+    return write_sinusoid_photos(tmp_path_factory.mktemp("photos"), count=8, side=96, waves=6, seed=0,
+                                 max_freq=12)
 
 
 def tiny(folder: Path, **overrides):
