@@ -8,21 +8,11 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from reports.load import PARAM_PREFIX
 from reports.tables import is_continuous, objectives
-
-
-def distribution(param: dict[str, Any]) -> BaseDistribution:
-    """The spec's param (its `to_dict()` form) as the Optuna distribution it was sampled from."""
-    kind = param["type"]
-    if kind in ("categorical", "grid"):
-        return CategoricalDistribution(list(param["values"]))
-    if kind in ("uniform", "loguniform"):
-        return FloatDistribution(float(param["low"]), float(param["high"]), log=kind == "loguniform")
-    return IntDistribution(int(param["low"]), int(param["high"]), step=int(param.get("step") or 1),
-                           log=bool(param.get("log")))
+from study.space import parse_param
 
 
 def _value(raw: Any, dist: BaseDistribution) -> Any:
@@ -52,7 +42,7 @@ def param_importances(best: pd.DataFrame, spec: dict[str, Any],
                     f"with objective values; {len(varying)} do ({', '.join(varying) or 'none'})")
     if len(usable) < 2:
         return {}, "parameter importances need at least 2 trials with objective values"
-    dists = {k: distribution(space[k]) for k in varying}
+    dists = {k: parse_param(k, space[k]).distribution() for k in varying}  # as the study sampled them
     study = optuna.create_study(directions=["maximize" if m == "max" else "minimize" for _, m in objs])
     for _, r in usable.iterrows():
         values = [float(r[m]) for m in metrics]

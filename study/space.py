@@ -143,6 +143,14 @@ class Param:
             return list(range(self.low, self.high + 1, self.step))
         return [self.low, self.high]
 
+    def distribution(self) -> BaseDistribution:
+        """The Optuna distribution it is sampled from (grid params are categorical)."""
+        if self.discrete:
+            return CategoricalDistribution(list(self.values))
+        if self.type == "int":
+            return IntDistribution(self.low, self.high, log=self.log, step=self.step)
+        return FloatDistribution(self.low, self.high, log=self.type == "loguniform")
+
     def to_dict(self) -> dict[str, Any]:
         if self.discrete:
             return {"type": self.type, "values": list(self.values)}
@@ -281,15 +289,7 @@ def _check_values(space: dict[str, Param], base: Mapping[str, Any]) -> None:
 
 def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
     """The space as Optuna distributions, for `OptunaSearch(space=...)`; grid params are categorical."""
-    out: dict[str, BaseDistribution] = {}
-    for key, p in spec.space.items():
-        if p.discrete:
-            out[key] = CategoricalDistribution(list(p.values))
-        elif p.type == "int":
-            out[key] = IntDistribution(p.low, p.high, log=p.log, step=p.step)
-        else:
-            out[key] = FloatDistribution(p.low, p.high, log=p.type == "loguniform")
-    return out
+    return {key: p.distribution() for key, p in spec.space.items()}
 
 
 def grid_values(spec: StudySpec) -> dict[str, list[Any]]:
