@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pyarrow import fs as pafs
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
@@ -155,11 +154,9 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
             name=pbt_run.run_name if pbt_run else f"train-{trial_id}",
             storage_path=train_storage,
             callbacks=pbt_run.callbacks if pbt_run else [TuneReportCallback()],
-            # PBT: the best epoch by the first objective, plus (always) the latest to resume from; otherwise
-            # every checkpoint stays until the driver has seen its epoch (CheckpointKeeper prunes)
+            # the best epoch by the first objective, plus (always) the latest to resume from
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
-                                               checkpoint_score_order=spec.objective.modes[0])
-            if pbt_run else CheckpointConfig(),
+                                               checkpoint_score_order=spec.objective.modes[0]),
             failure_config=FailureConfig(max_failures=r.max_failures),  # then the trial fails
         ),
     )
@@ -228,49 +225,11 @@ def restore_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None
     return tuner
 
 
-class CheckpointKeeper(tune.Callback):
-    """Keeps, of each trial's checkpoints, those of its best and its latest accepted epoch.
-
-    Train's own retention (keep the best scored) may delete the checkpoint of the best epoch
-    Tune accepted: a worker trains on after reporting, so when ASHA stops a trial after epoch 1
-    the worker may already have reported a better epoch 2, which Tune never accepts. The
-    study's table, its test scores and the logged generator follow the accepted epochs, so the
-    driver decides what goes, from the results Tune accepts (checkpoints of epochs it never
-    accepted, at most the few a stopped worker ran ahead, stay).
-    """
-
-    def __init__(self, spec: StudySpec, storage: str):
-        self.metric, self.mode, self.storage = spec.objective.metrics[0], spec.objective.modes[0], storage
-        self.kept: dict[str, dict[str, tuple[float, int]]] = {}  # trial id -> checkpoint path -> (score, epoch)
-
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the study's state
-        return {**self.__dict__, "kept": {}}
-
-    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
-        path = result.get("checkpoint_path")
-        if not path or "epoch" not in result:
-            return
-        value = float(result.get(self.metric, math.nan))
-        score = -math.inf if math.isnan(value) else (value if self.mode == "max" else -value)
-        kept = self.kept.setdefault(trial.trial_id, {})
-        kept[path] = (score, int(result["epoch"]))
-        best = max(kept, key=lambda p: (kept[p][0], -kept[p][1]))  # ties: the earlier epoch, as results.best_row
-        latest = max(kept, key=lambda p: kept[p][1])
-        filesystem, _ = pafs.FileSystem.from_uri(self.storage if "://" in self.storage else os.path.abspath(self.storage))
-        for old in [p for p in kept if p not in (best, latest)]:
-            del kept[old]
-            try:
-                filesystem.delete_dir(old)
-            except OSError:  # already gone: nothing to keep
-                pass
-
-
 def recorders(spec: StudySpec, storage: str, tracking: dict[str, Any] | None) -> list:
-    """The driver's callbacks on accepted results: checkpoint retention, and the MLflow recorder (with MLflow)."""
+    """The driver's MLflow recorder of accepted trial results (none without MLflow)."""
     from study.recorder import TrialRecorder
 
-    keeper = [] if spec.scheduler.type == "pbt" else [CheckpointKeeper(spec, storage)]
-    return keeper + ([] if tracking is None else [TrialRecorder(spec, tracking, study_path(spec, storage))])
+    return [] if tracking is None else [TrialRecorder(spec, tracking, study_path(spec, storage))]
 
 
 def study_path(spec: StudySpec, storage: str) -> str:

@@ -54,24 +54,3 @@ def test_plan_concurrency_counts_workers_and_refuses_the_impossible(monkeypatch)
         runner.plan_concurrency(_spec(workers=4, cpus_per_worker=1), driver_cpus=1)
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
     assert runner.plan_concurrency(_spec(workers=2, cpus_per_worker=4, gpus_per_worker=1)) == 4
-
-
-def test_the_keeper_holds_the_best_and_latest_accepted_checkpoints(tmp_path):
-    """Epoch 2 is the best accepted and epoch 4 the latest: 1 and 3 go; then 5 (as good as 2) supersedes 4. Before
-    that, epoch 5 is one the driver never accepted (a worker running ahead of a stop): not the keeper's to delete."""
-    from types import SimpleNamespace
-
-    from study.spec import from_dict
-
-    spec = from_dict({"name": "keep", "trials": 1, "space": {"loss.beta": {"type": "uniform", "low": 0, "high": 1}}})
-    keeper = runner.CheckpointKeeper(spec, str(tmp_path))
-    trial = SimpleNamespace(trial_id="t1")
-    dirs = {e: tmp_path / "train_runs" / f"checkpoint_{e}" for e in range(1, 6)}
-    for d in dirs.values():
-        d.mkdir(parents=True)
-        (d / "state.pt").write_bytes(b"x")
-    for epoch, psnr in [(1, 30.0), (2, 31.5), (3, 31.0), (4, float("nan"))]:
-        keeper.on_trial_result(0, [], trial, {"epoch": epoch, "val_psnr": psnr, "checkpoint_path": str(dirs[epoch])})
-    assert sorted(e for e, d in dirs.items() if d.exists()) == [2, 4, 5]  # best 2, latest 4, never-accepted 5
-    keeper.on_trial_result(0, [], trial, {"epoch": 5, "val_psnr": 31.5, "checkpoint_path": str(dirs[5])})
-    assert sorted(e for e, d in dirs.items() if d.exists()) == [2, 5]  # a tie keeps the earlier epoch as best
