@@ -105,7 +105,8 @@ def test_smoke_study_with_optuna_and_asha(tmp_path):
         assert sorted(grid_artifacts(client, kid.info.run_id)) == accepted
         assert kid.data.params["loss.family"] == row["loss.family"]
         # and its best epoch's generator, as a state dict and config
-        assert generator_files(client, kid.info.run_id) == {"generator/config.yaml", "generator/generator.pt"}
+        assert generator_files(client, kid.info.run_id) == {"generator/config.yaml", "generator/generator.pt"}, \
+            done.stderr[-2000:]  # the driver's warning says why a generator was not logged
 
 
 def generator_files(client: MlflowClient, run_id: str) -> set[str]:
