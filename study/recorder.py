@@ -21,6 +21,8 @@ found by its trial-id tag, and epochs that run already holds are not logged agai
 from __future__ import annotations
 
 import io
+import math
+from pathlib import Path
 from typing import Any
 
 from pyarrow import fs as pafs
@@ -30,6 +32,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from study.results import TRIAL_INDEX
 from study.spec import StudySpec, searched_keys, trial_config
 from study.tracking import TrialTracker
+from trainables.checkpoint import CONFIG_FILE, GENERATOR_FILE
 
 # what Tune adds to every result (the trainer's own metrics are all the rest)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint",
@@ -46,11 +49,35 @@ def grid_uri(study_dir: str, trial_id: str, epoch: int) -> str:
 
 
 def put_grid(local_png: str, uri: str) -> None:
-    """Copy a grid PNG to storage (written before the epoch is reported, so it is there when Tune accepts it)."""
+    """Copy a file (a grid PNG) to storage: written before the epoch is reported, so it is there when Tune accepts it."""
     filesystem, path = pafs.FileSystem.from_uri(uri)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with open(local_png, "rb") as src, filesystem.open_output_stream(path) as dst:
         dst.write(src.read())
+
+
+def generator_uri(study_dir: str, trial_id: str, epoch: int) -> str:
+    """Where rank 0 puts an epoch's generator (generator.pt + config.yaml, from its checkpoint).
+
+    The study's own copy, not Train's checkpoint: Train keeps the best-scoring checkpoints of
+    the epochs its worker reported, and a worker trains on after a report, so when ASHA stops
+    a trial after epoch 1 Train may already have dropped epoch 1's checkpoint for a better
+    epoch 2 that Tune never accepts. The driver logs the best accepted epoch's generator from
+    here and removes the others (`TrialRecorder`, `StudyTracker.settle`).
+    """
+    return f"{study_dir.rstrip('/')}/generators/{trial_id}/epoch_{epoch:04d}"
+
+
+def put_generator(checkpoint_dir: str, uri: str) -> None:
+    for name in (GENERATOR_FILE, CONFIG_FILE):
+        put_grid(str(Path(checkpoint_dir) / name), f"{uri}/{name}")
+
+
+def remove(uri: str) -> None:
+    """Delete a folder in storage (nothing when it is not there)."""
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    if filesystem.get_file_info(path).type == pafs.FileType.Directory:
+        filesystem.delete_dir(path)
 
 
 def get_grid(uri: str):
@@ -91,9 +118,10 @@ class TrialRecorder(Callback):
         self.settings = settings  # StudyTracker.worker_settings: store, experiment, parent run
         self.study_dir = study_dir
         self.trackers: dict[str, TrialTracker] = {}
+        self.generators: dict[str, dict[int, float]] = {}  # trial id -> accepted epoch -> score (higher better)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the study's state
-        return {**self.__dict__, "trackers": {}}
+        return {**self.__dict__, "trackers": {}, "generators": {}}
 
     def tracker(self, trial) -> TrialTracker:
         """The trial's child run: created on first sight, or found again by its trial-id tag."""
@@ -120,9 +148,23 @@ class TrialRecorder(Callback):
             from study.pbt import record_exploit
 
             record_exploit(tracker.client, tracker.run_id, result)
+        if result.get("checkpoint_path"):
+            self.keep_best_generator(trial.trial_id, epoch, result)
         if tracker.has_epoch(epoch):  # a restarted trial re-reporting an epoch the run already holds
             return
         tracker.log_epoch(trainer_metrics(result), get_grid(grid_uri(self.study_dir, trial.trial_id, epoch)))
+
+    def keep_best_generator(self, trial_id: str, epoch: int, result: dict) -> None:
+        """Of the accepted epochs' generator copies, keep the best one (by the first objective; the
+        earlier epoch on ties, as results.best_row picks) and remove the rest."""
+        metric, mode = self.spec.objective.metrics[0], self.spec.objective.modes[0]
+        value = float(result.get(metric, math.nan))
+        seen = self.generators.setdefault(trial_id, {})
+        seen[epoch] = -math.inf if math.isnan(value) else (value if mode == "max" else -value)
+        best = max(seen, key=lambda e: (seen[e], -e))
+        for old in [e for e in seen if e != best]:
+            del seen[old]
+            remove(generator_uri(self.study_dir, trial_id, old))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.tracker(trial).finish("failed")  # the study's table settles the reason at the end

@@ -106,18 +106,18 @@ def best_row(history: pd.DataFrame | None, metric: str, mode: str) -> pd.Series 
     return history.loc[values.idxmax() if mode == "max" else values.idxmin()]
 
 
-def best_checkpoints(results, spec: StudySpec) -> dict[str, str | None]:
-    """trial id -> checkpoint path of its best epoch (by the first objective), where one exists."""
+def best_epochs(results, spec: StudySpec) -> dict[str, int]:
+    """trial id -> its best accepted epoch with a checkpoint (by the first objective), where one exists."""
     metric, mode = spec.objective.metrics[0], spec.objective.modes[0]
-    out: dict[str, str | None] = {}
+    out: dict[str, int] = {}
     for result in results:
         history = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id")
         if history is None or trial_id is None or "checkpoint_path" not in history:
             continue
-        with_ckpt = history[history["checkpoint_path"].notna()]
-        row = best_row(with_ckpt, metric, mode)
-        out[trial_id] = None if row is None else row["checkpoint_path"]
+        row = best_row(history[history["checkpoint_path"].notna()], metric, mode)
+        if row is not None:
+            out[trial_id] = int(row["epoch"])
     return out
 
 

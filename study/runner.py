@@ -92,10 +92,14 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         clean.update(selection_values(best_so_far, clean, Objective(tuple(objective), tuple(modes))))
         if ckpt_dir:
             (Path(ckpt_dir) / SELECTION_FILE).write_text(json.dumps(best_so_far))
-        if grids is not None and metrics.get("grid_path"):
-            from study.recorder import grid_uri, put_grid
+        if grids is not None:  # with MLflow: the epoch's grid and generator, for the driver to log once accepted
+            from study.recorder import generator_uri, grid_uri, put_generator, put_grid
 
-            put_grid(metrics["grid_path"], grid_uri(grids["study_dir"], grids["trial_id"], int(metrics["epoch"])))
+            epoch = int(metrics["epoch"])
+            if metrics.get("grid_path"):
+                put_grid(metrics["grid_path"], grid_uri(grids["study_dir"], grids["trial_id"], epoch))
+            if ckpt_dir:
+                put_generator(ckpt_dir, generator_uri(grids["study_dir"], grids["trial_id"], epoch))
         checkpoint = Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
         ray.train.report(clean, checkpoint=checkpoint)
 

@@ -124,8 +124,10 @@ class StudyTracker:
                                        max_results=5000)
         return {r.data.tags.get(TRIAL_ID): r for r in runs}
 
-    def settle(self, table, best_checkpoints: dict[str, str | None]) -> None:
-        """Final status tag and run state for every child; the best generator as a model."""
+    def settle(self, table, generators: dict[str, str]) -> set[str]:
+        """Final status tag and run state for every child, and its best accepted epoch's generator (trial id ->
+        folder or URI) as a model; returns the trials whose generator MLflow holds."""
+        logged = set()
         children = self.children()
         for row in table.to_dict("records"):
             run = children.get(row["trial_id"])
@@ -136,16 +138,20 @@ class StudyTracker:
             self.client.set_tag(rid, STATUS, status)
             if row.get("error"):
                 self.client.set_tag(rid, ERROR, str(row["error"])[:500])
-            ckpt = best_checkpoints.get(row["trial_id"])
-            if ckpt and not run.data.tags.get("srstudy.model_logged"):
+            best = generators.get(row["trial_id"])
+            if run.data.tags.get("srstudy.model_logged"):
+                logged.add(row["trial_id"])
+            elif best:
                 try:
-                    log_generator(rid, ckpt)
+                    log_generator(rid, best)
                     self.client.set_tag(rid, "srstudy.model_logged", "true")
+                    logged.add(row["trial_id"])
                 except Exception as exc:  # the table matters more than one model upload
                     print(f"warning: trial {row['trial_id']}: could not log its generator to MLflow "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})", file=sys.stderr)
             if run.info.status != RUN_STATE[status] or run.info.end_time is None:
                 self.client.set_terminated(rid, status=RUN_STATE[status])
+        return logged
 
     def finish(self, status: str, table_md: str | None = None, table_parquet: str | None = None) -> None:
         """status: FINISHED, FAILED or KILLED."""
@@ -158,8 +164,9 @@ class StudyTracker:
         self.client.set_terminated(self.parent_run_id, status=status)
 
 
-def log_generator(run_id: str, checkpoint_dir: str) -> str:
-    """Log a checkpoint's generator to its run as plain files, never a pickled module.
+def log_generator(run_id: str, folder: str) -> str:
+    """Log a generator folder (generator.pt + config.yaml: a path or a storage URI, e.g. the study's
+    copy of a trial's best epoch) to its run as plain files, never a pickled module.
 
     `generator/generator.pt` (the state dict, loads with `torch.load(weights_only=True)`)
     and `generator/config.yaml` (the trial config that builds it), as run artifacts and as
@@ -169,15 +176,17 @@ def log_generator(run_id: str, checkpoint_dir: str) -> str:
     """
     import tempfile
 
-    from ray.train import Checkpoint
+    from pyarrow import fs as pafs
 
-    from trainables import checkpoint as ckpt
+    from trainables.checkpoint import CONFIG_FILE, GENERATOR_FILE, generator_from_folder
 
     client = MlflowClient()
-    with Checkpoint(checkpoint_dir).as_directory() as local:
-        cfg, state = ckpt.load(local)
+    filesystem, path = pafs.FileSystem.from_uri(folder if "://" in folder else str(Path(folder).resolve()))
     with tempfile.TemporaryDirectory(prefix="srstudy-generator-") as tmp:
-        ckpt.save_generator(tmp, cfg, state["generator"])
+        for name in (GENERATOR_FILE, CONFIG_FILE):
+            with filesystem.open_input_stream(f"{path}/{name}") as src:
+                (Path(tmp) / name).write_bytes(src.read())
+        generator_from_folder(tmp)  # loads: a torn or foreign folder is refused before MLflow holds it
         client.log_artifacts(run_id, tmp, artifact_path="generator")
         model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name="generator",
                                            source_run_id=run_id, model_type="srstudy-generator",

@@ -62,14 +62,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(folder: str | Path, cfg: TrialConfig, state: dict[str, Any]) -> Path:
-    """Write `state` (tensors, counters) and the config; atomic via a temp folder + rename."""
+    """Write `state` (tensors, counters), the config and the generator alone (`save_generator`: what a study
+    copies out and MLflow holds); atomic via a temp folder + rename."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({**state, "rng": rng_state(), "format": FORMAT}, tmp / STATE_FILE)
     _tear_if_asked(tmp / STATE_FILE, int(state.get("epoch", -1)))
-    (tmp / CONFIG_FILE).write_text(dump_yaml(cfg))
+    save_generator(tmp, cfg, state["generator"])  # so the folder is also a generator folder (+ config.yaml)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder

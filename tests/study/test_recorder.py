@@ -80,3 +80,32 @@ def test_records_accepted_epochs_once_with_their_grids(tmp_path, monkeypatch):
     assert [m.step for m in client.get_metric_history(run_id, "val_psnr")] == [1, 2, 3]
     assert [m.step for m in client.get_metric_history(run_id, "loss_g")] == [1, 2, 3]
     assert sorted(grid_steps(client, run_id)) == [1, 2, 3]
+
+
+def test_keeps_the_generator_of_the_best_accepted_epoch_only(tmp_path, monkeypatch):
+    """Rank 0 copies each epoch's generator to storage; the driver keeps the best accepted epoch's copy
+    (epoch 2 at 31 dB, then still epoch 2 when epoch 3 scores lower) and removes the ones it superseded;
+    epoch 4, which a worker reported after the trial's last accepted result, stays for settle to clear."""
+    from study.recorder import generator_uri, put_generator
+    from trainables import checkpoint
+    from trainables.config import load_config
+    from trainables.models import build_generator
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = StudyTracker(uri, "rec")
+    driver.start("name: rec\n", ["plan"], "abc", "")
+    study_dir = str(tmp_path / "study_results" / "rec")
+    cfg = load_config(overrides={"model.g_channels": 8, "model.g_blocks": 1})
+    for epoch in (1, 2, 3, 4):
+        ckpt = checkpoint.save(tmp_path / f"ckpt{epoch}", cfg, {"generator": build_generator(cfg).state_dict()})
+        put_generator(str(ckpt), generator_uri(study_dir, "t1", epoch))
+    recorder = TrialRecorder(spec_from_dict(SPEC), driver.worker_settings("abc"), study_dir)
+    trial = SimpleNamespace(trial_id="t1", config={"loss.beta": 0.01})
+    present = lambda: sorted(int(p.name[-4:]) for p in (tmp_path / "study_results/rec/generators/t1").iterdir())  # noqa: E731
+    recorder.on_trial_result(0, [], trial, tune_result(1, 30.0))
+    recorder.on_trial_result(0, [], trial, tune_result(2, 31.0))
+    assert present() == [2, 3, 4]
+    recorder.on_trial_result(0, [], trial, tune_result(3, 30.5))
+    assert present() == [2, 4]
+    assert checkpoint.generator_from_folder(generator_uri(study_dir, "t1", 2))[0] == cfg
