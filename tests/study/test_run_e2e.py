@@ -107,6 +107,8 @@ def test_smoke_study_with_optuna_and_asha(tmp_path):
         # and its best epoch's generator, as a state dict and config
         assert generator_files(client, kid.info.run_id) == {"generator/config.yaml", "generator/generator.pt"}, \
             done.stderr[-2000:]  # the driver's warning says why a generator was not logged
+    # the study's per-epoch generator copies are gone once MLflow holds each finished trial's best
+    assert not list((tmp_path / "study_results" / "smoke" / "generators").glob("*/*"))
 
 
 def generator_files(client: MlflowClient, run_id: str) -> set[str]:
