@@ -48,11 +48,11 @@ def grid_uri(study_dir: str, trial_id: str, epoch: int) -> str:
     return f"{study_dir.rstrip('/')}/grids/{trial_id}/epoch_{epoch:04d}.png"
 
 
-def put_grid(local_png: str, uri: str) -> None:
+def put_file(local: str, uri: str) -> None:
     """Copy a file (a grid PNG) to storage: written before the epoch is reported, so it is there when Tune accepts it."""
     filesystem, path = pafs.FileSystem.from_uri(uri)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with open(local_png, "rb") as src, filesystem.open_output_stream(path) as dst:
+    with open(local, "rb") as src, filesystem.open_output_stream(path) as dst:
         dst.write(src.read())
 
 
@@ -65,12 +65,16 @@ def generator_uri(study_dir: str, trial_id: str, epoch: int) -> str:
     epoch 2 that Tune never accepts. The driver logs the best accepted epoch's generator from
     here and removes the others (`TrialRecorder`, `StudyTracker.settle`).
     """
-    return f"{study_dir.rstrip('/')}/generators/{trial_id}/epoch_{epoch:04d}"
+    return f"{trial_generators_uri(study_dir, trial_id)}/epoch_{epoch:04d}"
+
+
+def trial_generators_uri(study_dir: str, trial_id: str) -> str:
+    return f"{study_dir.rstrip('/')}/generators/{trial_id}"
 
 
 def put_generator(checkpoint_dir: str, uri: str) -> None:
     for name in (GENERATOR_FILE, CONFIG_FILE):
-        put_grid(str(Path(checkpoint_dir) / name), f"{uri}/{name}")
+        put_file(str(Path(checkpoint_dir) / name), f"{uri}/{name}")
 
 
 def remove(uri: str) -> None:

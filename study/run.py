@@ -156,7 +156,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from ray.tune import Tuner
 
     from study import runner
-    from study.recorder import generator_uri, remove
+    from study.recorder import generator_uri, remove, trial_generators_uri
     from study.results import best_epochs, format_table, snapshot_states, summarize  # before the cwd may go
     from study.tracking import StudyTracker, resolve_tracking_uri
 
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     logged = tracker.settle(table, {t: generator_uri(study_uri, t, e) for t, e in best_epochs(results, spec).items()})
     for row in table.to_dict("records"):  # the study's generator copies of trials that will not run again
         if row["trial_id"] in logged and row["status"] in ("completed", "stopped early", "diverged"):
-            remove(f"{study_uri}/generators/{row['trial_id']}")
+            remove(trial_generators_uri(study_uri, row["trial_id"]))
     text = format_table(spec, table)
     out_parquet = None
     if study_dir is not None:

@@ -93,11 +93,11 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         if ckpt_dir:
             (Path(ckpt_dir) / SELECTION_FILE).write_text(json.dumps(best_so_far))
         if grids is not None:  # with MLflow: the epoch's grid and generator, for the driver to log once accepted
-            from study.recorder import generator_uri, grid_uri, put_generator, put_grid
+            from study.recorder import generator_uri, grid_uri, put_generator, put_file
 
             epoch = int(metrics["epoch"])
             if metrics.get("grid_path"):
-                put_grid(metrics["grid_path"], grid_uri(grids["study_dir"], grids["trial_id"], epoch))
+                put_file(metrics["grid_path"], grid_uri(grids["study_dir"], grids["trial_id"], epoch))
             if ckpt_dir:
                 put_generator(ckpt_dir, generator_uri(grids["study_dir"], grids["trial_id"], epoch))
         checkpoint = Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from reports.load import _IMAGE
-from study.recorder import TrialRecorder, get_grid, grid_uri, put_grid
+from study.recorder import TrialRecorder, get_grid, grid_uri, put_file
 from study.spec import from_dict as spec_from_dict
 from study.tracking import GRID_KEY, StudyTracker
 
@@ -49,7 +49,7 @@ def test_records_accepted_epochs_once_with_their_grids(tmp_path, monkeypatch):
     for epoch in (1, 2, 3):
         png = tmp_path / f"g{epoch}.png"
         Image.fromarray(np.full((6, 8, 3), 40 * epoch, np.uint8)).save(png)
-        put_grid(str(png), grid_uri(study_dir, "t1", epoch))
+        put_file(str(png), grid_uri(study_dir, "t1", epoch))
     assert np.asarray(get_grid(grid_uri(study_dir, "t1", 3)))[0, 0, 0] == 120
     assert get_grid(grid_uri(study_dir, "t1", 9)) is None
 
