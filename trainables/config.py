@@ -70,6 +70,9 @@ class ModelConfig:
 
     g_channels: int = 32  # paper: 64
     g_blocks: int = 4  # residual blocks; paper: 16
+    # the generator's BatchNorms (residual blocks and body tail): "batch" (SRGAN) or "none" (EDSR:
+    # the convs get biases; no batch statistics, so training and evaluation compute the same function)
+    g_norm: Literal["batch", "none"] = "batch"
     upsampler: Upsampler = "pixel_shuffle"
     # "bicubic": SR = bicubic(LR) + G(LR), a global residual that makes short CPU runs
     # beat bicubic; "none": the paper's plain tanh output.

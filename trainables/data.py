@@ -63,12 +63,20 @@ class EpochDataset(Dataset):
     Subclasses draw an epoch's whole plan at once (`draw`: a dict of (length, ...) int64
     tensors from one (seed, epoch) generator) and cut any items of it with one gather
     (`cut`). The epoch lives in a shared-memory scalar so persistent DataLoader workers
-    see `set_epoch` too; call it before iterating the epoch's loader.
+    see `set_epoch` too; call it before iterating the epoch's loader. The arrays (images or
+    clips) go into one `sampler.PixelBank`; `crop` is "random" or "center".
     """
 
-    def __init__(self, length: int, seed: int):
+    def __init__(self, arrays: Sequence[np.ndarray], patch_size: int, crop: str, augment: bool,
+                 length: int, seed: int):
+        if crop not in ("random", "center"):
+            raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
+        self.bank = PixelBank(arrays)
+        self.patch_size = patch_size
+        self.crop = crop
+        self.augment = augment
         self.length = length
-        self.seed = seed
+        self.seed = seed % 2**63
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._plan: tuple[int, dict[str, torch.Tensor]] | None = None  # (epoch, plan)
 
@@ -123,14 +131,8 @@ class TrainPatches(EpochDataset):
                  crop: Literal["random", "center"] = "random", augment: bool = True,
                  length: int = 4096, seed: int = 0):
         _check_sizes(images, patch_size)
-        if crop not in ("random", "center"):
-            raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
-        self.bank = PixelBank(images)
+        super().__init__(images, patch_size, crop, augment, length, seed)
         self.images = self.bank.arrays  # views of the bank's host buffer
-        self.patch_size = patch_size
-        self.crop = crop
-        self.augment = augment
-        super().__init__(length, seed % 2**63)
         p = patch_size
         self._cols = torch.tensor([img.shape[1] - p + 1 for img in self.images], dtype=torch.int64)
         self._rows = torch.tensor([img.shape[0] - p + 1 for img in self.images], dtype=torch.int64)

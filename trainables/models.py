@@ -54,19 +54,23 @@ UPSAMPLERS = {
 GLOBAL_SKIPS = ("none", "bicubic")
 
 
-class ResidualBlock(nn.Module):
-    """conv3-BN-PReLU-conv3-BN plus identity, at constant width C."""
+G_NORMS = ("batch", "none")
 
-    def __init__(self, channels: int) -> None:
+
+def _conv_norm(channels: int, norm: str) -> list[nn.Module]:
+    """conv3 at width C, then BatchNorm (`norm` "batch": no conv bias, the BN has its own shift) or nothing."""
+    if norm == "batch":
+        return [_conv(channels, channels, 3, bias=False), nn.BatchNorm2d(channels)]
+    return [_conv(channels, channels, 3)]
+
+
+class ResidualBlock(nn.Module):
+    """conv3-BN-PReLU-conv3-BN plus identity, at constant width C (SRGAN); without the BNs with
+    `norm` "none" (EDSR's finding: BatchNorm costs PSNR in super-resolution)."""
+
+    def __init__(self, channels: int, norm: str = "batch") -> None:
         super().__init__()
-        # no conv bias: the BN right after it has its own shift
-        self.body = nn.Sequential(
-            _conv(channels, channels, 3, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.PReLU(channels),
-            _conv(channels, channels, 3, bias=False),
-            nn.BatchNorm2d(channels),
-        )
+        self.body = nn.Sequential(*_conv_norm(channels, norm), nn.PReLU(channels), *_conv_norm(channels, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -76,7 +80,7 @@ class Generator(nn.Module):
     """SRResNet: LR (B, in_channels, h, w) in [0, 1] -> SR (B, 3, h*scale, w*scale) in [-1, 1].
 
     head conv9 + PReLU -> `blocks` residual blocks -> conv3 + BN + long skip from the
-    head -> log2(scale) x2 upsampling blocks -> conv9 to RGB, then the output stage:
+    head (`norm` "none": every BN dropped) -> log2(scale) x2 upsampling blocks -> conv9 to RGB, then the output stage:
 
     - global_skip "none": SR = tanh(conv(...)), the paper's plain output.
     - global_skip "bicubic": SR = clamp(bicubic(LR[:, :3]) * 2 - 1 + conv(...), -1, 1),
@@ -105,6 +109,7 @@ class Generator(nn.Module):
         in_channels: int = 3,
         head: nn.Module | None = None,
         skip_frame: int = 0,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
@@ -113,6 +118,8 @@ class Generator(nn.Module):
             raise ValueError(f"upsampler: got {upsampler!r}, expected one of {', '.join(UPSAMPLERS)}")
         if global_skip not in GLOBAL_SKIPS:
             raise ValueError(f"global_skip: got {global_skip!r}, expected one of {', '.join(GLOBAL_SKIPS)}")
+        if norm not in G_NORMS:
+            raise ValueError(f"norm: got {norm!r}, expected one of {', '.join(G_NORMS)}")
         if in_channels < 3 * (skip_frame + 1):
             raise ValueError(f"in_channels: got {in_channels}, expected >= {3 * (skip_frame + 1)} "
                              f"(RGB of frames 0..{skip_frame})")
@@ -120,8 +127,8 @@ class Generator(nn.Module):
         self.global_skip = global_skip
         self.skip_frame = skip_frame
         self.head = head if head is not None else nn.Sequential(_conv(in_channels, channels, 9), nn.PReLU(channels))
-        self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
-        self.body_tail = nn.Sequential(_conv(channels, channels, 3, bias=False), nn.BatchNorm2d(channels))
+        self.body = nn.Sequential(*(ResidualBlock(channels, norm) for _ in range(blocks)))
+        self.body_tail = nn.Sequential(*_conv_norm(channels, norm))
         self.upsample = nn.Sequential(*(UPSAMPLERS[upsampler](channels) for _ in range(int(math.log2(scale)))))
         self.tail = _conv(channels, 3, 9)
         if global_skip == "bicubic":
@@ -213,7 +220,8 @@ def build_generator(cfg: TrialConfig) -> nn.Module:
     with model.g_domain other than spatial, the Fourier-domain generator (trainables.fourier)."""
     m, frames = cfg.model, cfg.data.frames
     if m.g_domain != "spatial":  # its convs see 3k spectral channels; the wrapper swaps the tail
-        net = Generator(cfg.scale, m.g_channels, m.g_blocks, m.upsampler, "none", 3 * G_DOMAINS[m.g_domain])
+        net = Generator(cfg.scale, m.g_channels, m.g_blocks, m.upsampler, "none", 3 * G_DOMAINS[m.g_domain],
+                        norm=m.g_norm)
         return SpectralGenerator(m.g_domain, net, cfg.scale, m.global_skip)
     return Generator(
         scale=cfg.scale,
@@ -224,6 +232,7 @@ def build_generator(cfg: TrialConfig) -> nn.Module:
         in_channels=3 * frames,  # frames t-k..t+k stacked frame-major
         head=TemporalHead(frames, m.g_channels, m.temporal_input) if frames > 1 else None,
         skip_frame=frames // 2,  # the centre frame t
+        norm=m.g_norm,
     )
 
 

@@ -157,13 +157,7 @@ class Trainer:
             loss_pixel = pixel_loss(sr.float(), hr, self.cfg.loss)
             loss_fourier = self.fourier(sr.float(), hr)
         loss_g = loss_pixel + self.cfg.loss.fourier_weight * loss_fourier
-        self.opt_pre.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self._clip(self.generator)
-        self.opt_pre.step()
-        if self.ema is not None:
-            self.ema.update(unwrap(self.generator))
-        self.g_steps += 1
+        self._update_g(self.opt_pre, loss_g)
         return {"loss_pixel": loss_pixel.detach(), "loss_g": loss_g.detach(), "loss_fourier": loss_fourier.detach()}
 
     def gan_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -198,17 +192,21 @@ class Trainer:
             loss_fourier = self.fourier(sr.float(), hr)
         loss_g = cfg.loss.pixel_weight * loss_pixel + cfg.loss.vgg_weight * loss_vgg + cfg.loss.beta * loss_adv
         loss_g = loss_g + cfg.loss.fourier_weight * loss_fourier
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self._clip(self.generator)
-        self.opt_g.step()
-        if self.ema is not None:
-            self.ema.update(unwrap(self.generator))
-        self.g_steps += 1
+        self._update_g(self.opt_g, loss_g)
         losses = {"loss_pixel": loss_pixel, "loss_vgg": loss_vgg, "loss_adv": loss_adv, "loss_g": loss_g,
                   "loss_d": loss_d, "loss_gp": gp, "loss_fourier": loss_fourier}
         return {**{k: v.detach() for k, v in losses.items()},
                 "d_real": adv.score(real_score.detach()).mean(), "d_fake": adv.score(fake_score.detach()).mean()}
+
+    def _update_g(self, opt: torch.optim.Optimizer, loss_g: torch.Tensor) -> None:
+        """One G step on `loss_g` with `opt` (pretraining's or the GAN phase's), then the EMA."""
+        opt.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self._clip(self.generator)
+        opt.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.generator))
+        self.g_steps += 1
 
     def _clip(self, model: nn.Module) -> None:
         if self.cfg.optim.grad_clip is not None:

@@ -21,7 +21,7 @@ from torch import Tensor
 from trainables.clips import MARGIN, MIN_TRAIN_FRAMES, MIN_VAL_FRAMES, load_clips
 from trainables.config import TrialConfig
 from trainables.data import EpochDataset, val_patches
-from trainables.sampler import PixelBank, area_draw, transforms, uniform_below
+from trainables.sampler import area_draw, transforms, uniform_below
 
 
 class VideoData(NamedTuple):
@@ -78,15 +78,9 @@ class TrainWindows(EpochDataset):
         _check_clips(clips, patch_size, MIN_TRAIN_FRAMES)
         if frames not in (1, 3, 5):
             raise ValueError(f"frames: got {frames}, expected 1, 3 or 5")
-        if crop not in ("random", "center"):
-            raise ValueError(f"crop: got {crop!r}, expected 'random' or 'center'")
-        self.bank = PixelBank(clips)
+        super().__init__(clips, patch_size, crop, augment, length, seed)
         self.clips = self.bank.arrays  # views of the bank's host buffer
         self.frames = frames
-        self.patch_size = patch_size
-        self.crop = crop
-        self.augment = augment
-        super().__init__(length, seed % 2**63)
         p = patch_size
         self._centres = torch.tensor([c.shape[0] - 2 * MARGIN for c in self.clips], dtype=torch.int64)
         self._cols = torch.tensor([c.shape[2] - p + 1 for c in self.clips], dtype=torch.int64)

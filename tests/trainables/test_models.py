@@ -71,6 +71,26 @@ def test_generator_rejects_bad_arguments():
         Generator(2, 8, 1, "deconv", "none")
     with pytest.raises(ValueError, match="global_skip"):
         Generator(2, 8, 1, "pixel_shuffle", "nearest")
+    with pytest.raises(ValueError, match="norm: got 'layer'"):
+        Generator(2, 8, 1, "pixel_shuffle", "none", norm="layer")
+
+
+def test_generator_without_batchnorm():
+    """g_norm "none" drops every BN (blocks and body tail) and gives those convs biases: C params
+    fewer per dropped BN (2C params each, C bias gained); train and eval mode compute the same."""
+    c, blocks = 8, 2
+    with_bn = Generator(2, c, blocks, "pixel_shuffle", "none")
+    without = Generator(2, c, blocks, "pixel_shuffle", "none", norm="none")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
+    dropped = 2 * blocks + 1
+    assert count_parameters(with_bn) - count_parameters(without) == dropped * c  # 2C BN - C bias each
+    torch.manual_seed(0)
+    lr = torch.rand(3, 3, 12, 12)
+    train_out = without.train()(lr)
+    assert torch.equal(train_out, without.eval()(lr))
+    cfg = TrialConfig()
+    cfg.model.g_norm = "none"
+    assert count_parameters(build_generator(cfg)) == count_parameters(build_generator(TrialConfig())) - 9 * 32
 
 
 @pytest.mark.parametrize("patch", [64, 96, 128])
