@@ -28,16 +28,15 @@ from typing import Any
 import yaml
 
 from study.results import TRIAL_INDEX
-from study.spec import StudySpec, load_spec, trial_config, with_base_overrides
-from trainables.config import dump_yaml
-from trainables.yamlio import parse_set_args
+from study.spec import StudySpec, load_spec, read_yaml, trial_config, with_base_overrides
 from trainables.errors import UserError
+from trainables.yamlio import parse_set_args
 
 
 
 def write_spec(path: str, out: Path, name: str, top: dict[str, Any]) -> Path:
     """A copy of the spec file with top-level keys replaced (trials, repeats, name, resources...)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(path)
     raw.update(top, name=name)
     target = out / f"{name}.yaml"
     target.write_text(yaml.safe_dump(raw, sort_keys=False))

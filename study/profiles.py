@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 from study.sections import Resources, flat_base, section
 from study.space import StudySpecError, check_keys, fail
-from trainables.config import ConfigError, flatten, load_config
-from trainables.config import read_yaml as config_read_yaml
+from trainables.config import ConfigError, load_config
+from trainables.yamlio import flatten, read_yaml as config_read_yaml
 
 DEFAULT_PROFILE = "laptop"
 PROFILE_KEYS = ("description", "base", "resources")

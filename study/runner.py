@@ -199,13 +199,10 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
 
         search_alg, scheduler, param_space = pbt.search_alg(spec), pbt.make_scheduler(spec), pbt.param_space(spec)
         tune_checkpoints, reuse = pbt.checkpoint_config(spec), False  # an exploited trial restarts its driver
-    trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
-                                     tracking=tracking)
-    trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
     from study.progress import ProgressPrinter
 
     return tune.Tuner(
-        trainable, param_space=param_space,
+        trainable(spec, storage, tracking), param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.total_trials,
                                     max_concurrent_trials=concurrency, reuse_actors=reuse),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0, checkpoint_config=tune_checkpoints,
@@ -214,12 +211,16 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
     )
 
 
+def trainable(spec: StudySpec, storage: str, tracking: dict[str, Any] | None) -> Any:
+    """The trial driver as Tune runs it: the spec and settings bound, DRIVER_CPU reserved."""
+    bound = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
+                                 tracking=tracking)
+    return tune.with_resources(bound, {"cpu": DRIVER_CPU})
+
+
 def restore_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None) -> tune.Tuner:
-    trainable = tune.with_parameters(trial_driver, spec_dict=spec.source or spec.to_dict(), storage=storage,
-                                     tracking=tracking)
-    trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
-    tuner = tune.Tuner.restore(study_path(spec, storage), trainable=trainable, resume_errored=True,
-                               resume_unfinished=True)
+    tuner = tune.Tuner.restore(study_path(spec, storage), trainable=trainable(spec, storage, tracking),
+                               resume_errored=True, resume_unfinished=True)
     # the restored study's callbacks were pickled with it: record into this run's MLflow settings
     from study.recorder import TrialRecorder
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping
 
 from study.mutations import PBTConfig
 from study.space import coerce, fail, unknown
-from trainables.config import flatten
+from trainables.yamlio import flatten
 from trainables.metric_names import OBJECTIVE_METRICS
 
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
 
-from trainables.config import ConfigError, TrialConfig, coerce_value, describe_type, load_config
+from trainables.config import ConfigError, TrialConfig, load_config
 from trainables.errors import UserError
+from trainables.yamlio import coerce_value, describe_type
 
 if TYPE_CHECKING:
     from study.spec import StudySpec

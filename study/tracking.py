@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 # the tags the study writes on its runs (reports.load reads them by these names)

@@ -1,4 +1,5 @@
-"""Reading trial YAML and applying dotted overrides (`--set loss.beta=0.01`, Tune's sampled values).
+"""Reading trial YAML, applying dotted overrides (`--set loss.beta=0.01`, Tune's sampled values) and
+checking values against the config dataclasses' annotations.
 
 The loader reads `1e-4` as a float and refuses duplicate keys; errors are one line
 (`ConfigError` unless the caller names another `UserError`).
@@ -6,10 +7,12 @@ The loader reads `1e-4` as a float and refuses duplicate keys; errors are one li
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
@@ -123,3 +126,93 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def describe_type(tp: Any) -> str:
+    """A person's reading of a type annotation: `'bce' | 'lsgan'`, `int or null`."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {describe_type(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce_value(value: Any, tp: Any, where: str, error: type[UserError] | None = None) -> Any:
+    """Check `value` against the annotation `tp`; accept int for float, nothing looser.
+
+    Raises `error` (ConfigError by default) with one line naming `where`.
+    """
+    error = error or ConfigError
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return coerce_value(value, option, where, error)
+            except error:
+                continue
+        raise error(f"{where}: got {value!r}, expected {describe_type(tp)}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return [coerce_value(v, item, f"{where}[{i}]", error) for i, v in enumerate(value)]
+        raise error(f"{where}: got {value!r}, expected a list of {describe_type(item)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        # an int-valued float such as 2.0 from a sampler still means scale 2
+        if isinstance(value, float) and value.is_integer() and int(value) in allowed:
+            value = int(value)
+        if value in allowed and type(value) in {type(a) for a in allowed}:
+            return value
+        raise error(f"{where}: got {value!r}, expected one of {describe_type(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise error(f"{where}: got {value!r}, expected null")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, Mapping):
+            return build_dataclass(tp, value, where + ".")
+        raise error(f"{where}: got {value!r}, expected a mapping of {tp.__name__} fields")
+    raise error(f"{where}: got {value!r} ({type(value).__name__}), expected {describe_type(tp)}")
+
+
+def build_dataclass(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """An instance of the dataclass `cls` from a mapping: unknown keys and wrong types fail in one line."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in hints:
+            raise ConfigError(
+                f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'top level'} accepts {', '.join(names)}"
+            )
+    kwargs = {k: coerce_value(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
+    return cls(**kwargs)
