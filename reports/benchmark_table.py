@@ -9,7 +9,6 @@ to choose anything.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
@@ -17,7 +16,6 @@ from reports.tables import MISSING, best_indices, fmt_mean_std, fmt_metric, mean
 
 # benchmark sets in the paper's order; any other set found follows, by name
 KNOWN_SETS = ("set5", "set14", "bsd100", "urban100")
-
 
 
 def test_sets(best: pd.DataFrame) -> list[str]:
@@ -37,7 +35,7 @@ def _epochs(values: pd.Series) -> str:
     return MISSING if e.empty else str(e.min()) if e.min() == e.max() else f"{e.min()}–{e.max()}"
 
 
-def test_table(best: pd.DataFrame, groups: pd.DataFrame, spec: dict[str, Any], keys: list[str],
+def test_table(best: pd.DataFrame, groups: pd.DataFrame, keys: list[str],
                sets: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """(header, bicubic rows, group rows): one PSNR / SSIM pair per set, groups in validation rank order.
 

@@ -28,6 +28,7 @@ from reports import benchmark_table, figures, schedule, tables, verdicts  # noqa
 from reports.document import Doc, Table, md_table, to_latex  # noqa: E402
 from reports.importance import param_importances  # noqa: E402
 from reports.load import Study, download_grid, load_study, resolve_tracking_uri  # noqa: E402
+from study.spec import StudySpec  # noqa: E402
 from trainables.errors import (ArgumentParser, UserError, check_tracking_uri, check_writable_dir,  # noqa: E402
                                first_line, one_line_errors)
 
@@ -115,24 +116,23 @@ def _setup_section(doc: Doc, study: Study) -> None:
     items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), "
                  f"parent run `{study.parent['run_id']}`, `{study.tracking_uri}`")
     doc.bullets(items)
-    space = spec.get("space") or {}
-    if space:
+    if spec.space:
         rows = []
-        for key, p in space.items():
-            values = (", ".join(tables.fmt_param(v) for v in p["values"]) if "values" in p
-                      else f"[{tables.fmt_param(p.get('low'))}, {tables.fmt_param(p.get('high'))}]"
-                      + (" log" if p.get("type") == "loguniform" or p.get("log") else ""))
-            rows.append([f"`{key}`", p.get("type", "?"), values])
+        for key, p in spec.space.items():
+            values = (", ".join(tables.fmt_param(v) for v in p.values) if p.discrete
+                      else f"[{tables.fmt_param(p.low)}, {tables.fmt_param(p.high)}]"
+                      + (" log" if p.type == "loguniform" or p.log else ""))
+            rows.append([f"`{key}`", p.type, values])
         doc.table(Table(["searched key", "type", "values / range"], rows, caption="The search space.", text_cols=3))
     if study.plan:
         doc.para("The plan the study printed at its start (searcher, scheduler, fixed settings, resources):")
         doc.code("\n".join(study.plan))
-    elif spec.get("base"):
+    elif spec.base:
         doc.para("Fixed settings (`base`, on top of the trial-config defaults):")
-        doc.code("\n".join(f"{k}: {v}" for k, v in spec["base"].items()))
+        doc.code("\n".join(f"{k}: {v}" for k, v in spec.base.items()))
 
 
-def _main_caption(spec: dict, groups: pd.DataFrame, bins: int | None) -> str:
+def _main_caption(spec: StudySpec, groups: pd.DataFrame, bins: int | None) -> str:
     objs = tables.objectives(spec)
     metric, mode = objs[0]
     spread = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
@@ -195,28 +195,13 @@ def _figures_section(doc: Doc, study: Study, best: pd.DataFrame, groups: pd.Data
     return written
 
 
-def read_claims(spec: dict) -> tuple[tuple, str | None]:
-    """The logged spec's claims, parsed against its space's own shape (not today's trial config)."""
-    from study.claims import parse_claims
-    from study.space import StudySpecError, parse_param
-
-    try:
-        space = {k: parse_param(k, v) for k, v in (spec.get("space") or {}).items()}
-        return parse_claims(spec.get("claims"), space), None
-    except StudySpecError as exc:
-        return (), f"the logged spec's claims could not be read ({exc})"
-
-
-def _verdict_section(doc: Doc, spec: dict, best: pd.DataFrame) -> Table | None:
+def _verdict_section(doc: Doc, spec: StudySpec, best: pd.DataFrame) -> Table | None:
     """The verdict table the report opens with (None when the spec declares no claims)."""
-    claims, problem = read_claims(spec)
     doc.heading("Claims")
-    if problem:
-        doc.note(problem)
-    if not claims:
+    if not spec.claims:
         doc.para("The spec declares no claims (a spec's `claims:` list states what the study tests).")
         return None
-    results = verdicts.judge_claims(claims, best)
+    results = verdicts.judge_claims(spec.claims, best)
     header, rows = verdicts.verdict_table(results)
     table = Table(header, rows, caption=(
         "Per claim and comparison (A: the group expected better): each group's mean over its trials (one per "
@@ -235,7 +220,7 @@ def _verdict_section(doc: Doc, spec: dict, best: pd.DataFrame) -> Table | None:
     return table
 
 
-def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: dict, keys: list[str]) -> Table | None:
+def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: StudySpec, keys: list[str]) -> Table | None:
     """The paper's table: test-set PSNR / SSIM per benchmark set, or one line saying there are none."""
     sets = benchmark_table.test_sets(best)
     metric = tables.objectives(spec)[0][0]
@@ -245,7 +230,7 @@ def _test_section(doc: Doc, best: pd.DataFrame, groups: pd.DataFrame, spec: dict
                  "`eval.benchmarks`, then run the study again). The validation table below is all there is.")
         return None
     doc.heading("Test sets", level=3)
-    header, refs, rows = benchmark_table.test_table(best, groups, spec, keys, sets)
+    header, refs, rows = benchmark_table.test_table(best, groups, keys, sets)
     table = Table(header, rows, refs, text_cols=1 + len(keys), caption=(
         f"Test-set scores by the SR protocol (Y channel, border crop of `scale` pixels) of each trial's selected "
         f"generator: its best validation epoch by `{metric}` (column test epoch), never chosen on test data. "
@@ -268,7 +253,7 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "figures", ignore_errors=True)  # no stale figures from an earlier build
     doc = Doc(f"Study `{study.name}`")
-    question = study.parent["description"] or spec.get("description") or ""
+    question = study.parent["description"] or spec.description
     if question:
         doc.para(f"**Question.** {question}")
     counts = best["status"].value_counts()

@@ -12,7 +12,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 
 from reports.load import PARAM_PREFIX
 from reports.tables import is_continuous, objectives
-from study.space import parse_param
+from study.spec import StudySpec
 
 
 def _value(raw: Any, dist: BaseDistribution) -> Any:
@@ -22,14 +22,14 @@ def _value(raw: Any, dist: BaseDistribution) -> Any:
     return int(raw) if isinstance(dist, IntDistribution) else float(raw)
 
 
-def param_importances(best: pd.DataFrame, spec: dict[str, Any],
+def param_importances(best: pd.DataFrame, spec: StudySpec,
                       keys: list[str]) -> tuple[dict[str, dict[str, float]], str | None]:
     """({objective metric: {key: importance}}, None), or ({}, why it was skipped).
 
     Needs a continuous param in the space, >= 2 searched params that vary, and >= 2
     trials with objective values. Uses Optuna's default evaluator (PED-ANOVA in Optuna 5).
     """
-    space = spec.get("space") or {}
+    space = spec.space
     if not any(is_continuous(spec, k) for k in keys):
         return {}, "no continuous settings searched: the grouped table already shows every setting"
     objs = objectives(spec)
@@ -42,7 +42,7 @@ def param_importances(best: pd.DataFrame, spec: dict[str, Any],
                     f"with objective values; {len(varying)} do ({', '.join(varying) or 'none'})")
     if len(usable) < 2:
         return {}, "parameter importances need at least 2 trials with objective values"
-    dists = {k: parse_param(k, space[k]).distribution() for k in varying}  # as the study sampled them
+    dists = {k: space[k].distribution() for k in varying}  # as the study sampled them
     study = optuna.create_study(directions=["maximize" if m == "max" else "minimize" for _, m in objs])
     for _, r in usable.iterrows():
         values = [float(r[m]) for m in metrics]

@@ -2,7 +2,8 @@
 
 This is the only module that reads MLflow (besides `build`, which downloads the chosen
 sample grids and logs the finished report). Everything downstream is a pure function of
-the `Study` it returns.
+the `Study` it returns. The logged spec is parsed once, by the study's own parser
+(`study.spec.from_dict`), so every default the report relies on is the spec's own.
 
 Frame layout (both keyed by `run_id`, the child run's MLflow id):
 
@@ -37,9 +38,10 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from study.spec import StudySpec, from_dict
 from study.tracking import (ERROR, GRID_KEY, PARENT, REPEAT, ROLE, SEARCHED, SEED, SPEC_HASH, STATUS, TRIAL_ID,
                             resolve_tracking_uri as study_tracking_uri)
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 PARAM_PREFIX = "param."
 # MLflow state -> trial status, for a child run that never got its srstudy.status tag
@@ -58,7 +60,7 @@ class Study:
     tracking_uri: str
     experiment_id: str
     parent: dict[str, Any]  # run_id, status, start_time, end_time, description, tags
-    spec: dict[str, Any]  # the parent's spec.yaml ({} when the artifact is missing)
+    spec: StudySpec  # the parent's spec.yaml; a default spec when it is missing or invalid (see notes)
     plan: list[str]  # the plan the study printed at its start (plan.txt; [] when missing)
     trials: pd.DataFrame
     history: pd.DataFrame
@@ -148,10 +150,18 @@ def _artifact_text(client: MlflowClient, run_id: str, name: str) -> str | None:
         return None
 
 
-def _spec(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+def _spec(client: MlflowClient, run_id: str, name: str, trials: int, notes: list[str]) -> StudySpec:
+    """The parent's spec.yaml, validated; else a default spec named after the study, and a note saying why."""
     text = _artifact_text(client, run_id, "spec.yaml")
-    loaded = yaml.safe_load(text) if text is not None else None
-    return loaded if isinstance(loaded, dict) else None
+    why = "the parent run has no spec.yaml artifact"
+    if text is not None:
+        try:
+            return from_dict(yaml.safe_load(text))
+        except (UserError, yaml.YAMLError) as exc:  # e.g. a study logged by a version whose spec has changed
+            why = f"the parent run's spec.yaml does not validate with this version ({first_line(exc)})"
+    notes.append(f"{why}: searched keys come from the trials' tags, the objective defaults to maximising "
+                 "val_psnr, and no claims are judged")
+    return StudySpec(name=name, trials=trials)
 
 
 def grid_artifacts(client: MlflowClient, run_id: str) -> dict[int, str]:
@@ -219,10 +229,7 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
     if not runs:
         raise UserError(f"study {name!r} (parent run {pid}, {parent.info.status}) has no trials yet; "
                         "nothing to report")
-    spec = _spec(client, pid)
-    if spec is None:
-        notes.append("the parent run has no spec.yaml artifact: searched keys come from the trials' tags, "
-                      "the objective defaults to maximising val_psnr")
+    spec = _spec(client, pid, name, len(runs), notes)
     # one request per (trial, metric): threads hide an HTTP server's latency (they only slow local SQLite)
     with ThreadPoolExecutor(max_workers=1 if tracking_uri.startswith("sqlite:") else 8) as pool:
         histories = list(pool.map(lambda run: _history(client, run), runs))
@@ -247,7 +254,7 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
                    if parent.info.end_time else pd.NaT,
                    "description": tags.get("mlflow.note.content", ""), "tags": dict(tags)}
     return Study(name=name, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id,
-                 parent=parent_info, spec=spec or {}, plan=(_artifact_text(client, pid, "plan.txt") or "").splitlines(),
+                 parent=parent_info, spec=spec, plan=(_artifact_text(client, pid, "plan.txt") or "").splitlines(),
                  trials=trials, history=history, notes=notes)
 
 

@@ -22,13 +22,14 @@ from matplotlib.figure import Figure
 
 from reports.document import Doc, Table
 from reports.figures import palette, save
+from study.spec import StudySpec
 
 EVENTS_ARTIFACT = "pbt_events.jsonl"  # as study/pbt.py writes it
 HP_PREFIX = "hp/"
 
 
-def is_pbt(spec: dict[str, Any]) -> bool:
-    return (spec.get("scheduler") or {}).get("type") == "pbt"
+def is_pbt(spec: StudySpec) -> bool:
+    return spec.scheduler.type == "pbt"
 
 
 def load_events(tracking_uri: str, trials: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
@@ -135,9 +136,8 @@ def pbt_section(doc: Doc, study, fig_dir: Path) -> list[Path]:
     spec, history = study.spec, study.history
     if not is_pbt(spec) or history.empty:
         return []
-    objective = spec.get("objective") or {}
-    metric, mode = objective.get("metric", "val_psnr"), objective.get("mode", "max")
-    keys = list((spec["scheduler"].get("mutations") or {}))
+    metric, mode = spec.objective.metric, spec.objective.mode  # PBT studies have one objective
+    keys = list(spec.scheduler.pbt.mutations)
     events = load_events(study.tracking_uri, study.trials)
     doc.heading("Population-based training")
     found_events = sorted(((e["epoch"], trial, e) for trial, evs in events.items() for e in evs),

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from reports.load import PARAM_PREFIX
+from study.spec import Param, StudySpec
 from trainables import metric_names
 
 SHOWN = metric_names.SHOWN  # the paper's three columns; objective metrics are shown before them when different
@@ -34,7 +35,6 @@ LABELS = metric_names.LABELS
 DECIMALS = {**metric_names.DECIMALS, "d_gap": 3}
 # which way is better for a metric that is not an objective (HF ratio: closest to 1 = HR's detail)
 BETTER = metric_names.BETTER
-CONTINUOUS = ("uniform", "loguniform", "int")
 STATUSES = ("completed", "stopped early", "diverged", "failed", "interrupted", "running")
 MISSING = "—"
 # metrics of the final result: read at a trial's last logged value, not at its best epoch
@@ -44,27 +44,25 @@ FINAL_PREFIXES = ("test_", "gan_psnr_")
 # ----------------------------------------------------------------------------- spec helpers
 
 
-def objectives(spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """[(metric, mode), ...] from the spec's objective; val_psnr/max when the spec lacks one."""
-    o = spec.get("objective") or {}
-    if "metrics" in o:
-        return list(zip(o["metrics"], o["modes"]))
-    return [(o.get("metric", "val_psnr"), o.get("mode", "max"))]
+def objectives(spec: StudySpec) -> list[tuple[str, str]]:
+    """[(metric, mode), ...] of the spec's objective."""
+    return list(zip(spec.objective.metrics, spec.objective.modes))
 
 
-def searched_keys(spec: dict[str, Any], trials: pd.DataFrame) -> list[str]:
+def searched_keys(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     """The spec's space keys in spec order, then any other key a trial's tag says was searched."""
-    keys = list((spec.get("space") or {}).keys())
+    keys = list(spec.space)
     for searched in trials["searched"]:
         keys += [k for k in searched if k not in keys]
     return keys
 
 
-def is_continuous(spec: dict[str, Any], key: str) -> bool:
-    return ((spec.get("space") or {}).get(key) or {}).get("type") in CONTINUOUS
+def is_continuous(spec: StudySpec, key: str) -> bool:
+    """A searched range (uniform, loguniform, int), not a choice; False for a key outside the space."""
+    return key in spec.space and not spec.space[key].discrete
 
 
-def shown_metrics(spec: dict[str, Any]) -> list[str]:
+def shown_metrics(spec: StudySpec) -> list[str]:
     return list(dict.fromkeys([m for m, _ in objectives(spec)] + list(SHOWN)))
 
 
@@ -99,7 +97,7 @@ def fmt_mean_std(metric: str, mean: float, std: float) -> str:
 # ----------------------------------------------------------------------------- per trial
 
 
-def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+def best_rows(trials: pd.DataFrame, history: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     """`trials` plus, per trial: best_epoch, every metric at the best epoch, and whole-run figures.
 
     Added columns: best_epoch (NaN without history), one column per metric (its value at
@@ -153,25 +151,24 @@ def _nearest_grid(h: pd.DataFrame, epoch: int) -> tuple[str | None, float]:
 # ----------------------------------------------------------------------------- groups
 
 
-def bin_labels(values: pd.Series, param: dict[str, Any], bins: int) -> pd.Series:
+def bin_labels(values: pd.Series, param: Param, bins: int) -> pd.Series:
     """Equal-width bins over the param's [low, high] (log-spaced for log ranges), labelled `lo–hi`."""
     x = pd.to_numeric(values, errors="coerce")
-    low = float(param.get("low", x.min()))
-    high = float(param.get("high", x.max()))
-    log = param.get("type") == "loguniform" or bool(param.get("log"))
+    low, high = float(param.low), float(param.high)
+    log = param.type == "loguniform" or param.log
     edges = np.geomspace(low, high, bins + 1) if log and low > 0 else np.linspace(low, high, bins + 1)
     idx = np.clip(np.searchsorted(edges, x.to_numpy(), side="right") - 1, 0, bins - 1)
     labels = [f"{edges[i]:.2g}–{edges[i + 1]:.2g}" for i in range(bins)]
     return pd.Series([labels[i] if np.isfinite(v) else MISSING for i, v in zip(idx, x)], index=values.index)
 
 
-def group_columns(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins: int | None = None) -> pd.DataFrame:
+def group_columns(best: pd.DataFrame, spec: StudySpec, keys: list[str], bins: int | None = None) -> pd.DataFrame:
     """One display-string column per searched key plus `group` (the row's label), per trial."""
     cols = pd.DataFrame(index=best.index)
     for key in keys:
         raw = best.get(PARAM_PREFIX + key, pd.Series([None] * len(best), index=best.index))
         if bins and is_continuous(spec, key):
-            cols[key] = bin_labels(raw, spec["space"][key], bins)
+            cols[key] = bin_labels(raw, spec.space[key], bins)
         else:
             cols[key] = raw.map(fmt_param)
     cols["group"] = [", ".join(f"{short_key(k, keys)}={r[k]}" for k in keys) or "all trials"
@@ -187,7 +184,7 @@ def mean_std(values: pd.Series) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
 
 
-def group_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins: int | None = None) -> pd.DataFrame:
+def group_table(best: pd.DataFrame, spec: StudySpec, keys: list[str], bins: int | None = None) -> pd.DataFrame:
     """One row per group, ranked by the first objective: the numbers behind the report's main table.
 
     Columns: rank, group, one per searched key, n, seeds, <metric>_mean/_std/_n for each
@@ -224,7 +221,7 @@ def group_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str], bins:
     return table.reset_index(drop=True)
 
 
-def bicubic_rows(best: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+def bicubic_rows(best: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     """The bicubic reference: one row per validation setting (scale and data.* params that vary).
 
     Columns: label, then <metric>_mean/_std for each shown metric that has a bicubic_* twin.
@@ -274,7 +271,7 @@ def best_indices(col: pd.Series, rule: str, metric: str) -> set[int]:
     return {int(i) for i in v.index if v.notna()[i] and shown[i] == shown[score.idxmax()]}
 
 
-def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any],
+def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: StudySpec,
                keys: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """(header, reference rows, ranked rows) of display strings; the best group per metric in **bold**."""
     metrics = shown_metrics(spec)
@@ -302,7 +299,7 @@ def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: dict[str, Any]
     return header, refs, rows
 
 
-def trial_table(best: pd.DataFrame, spec: dict[str, Any], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+def trial_table(best: pd.DataFrame, spec: StudySpec, keys: list[str]) -> tuple[list[str], list[list[str]]]:
     """Every trial at its best epoch, ranked by the first objective."""
     metric, mode = objectives(spec)[0]
     metrics = shown_metrics(spec)
@@ -331,23 +328,23 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
-def compute_used(best: pd.DataFrame, history: pd.DataFrame, spec: dict[str, Any],
+def compute_used(best: pd.DataFrame, history: pd.DataFrame, spec: StudySpec,
                  parent: dict[str, Any]) -> list[tuple[str, str]]:
     """(quantity, value) rows: trials by status, epochs, summed train time, wall time, resources."""
     counts = best["status"].value_counts()
     status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
     train = float(best["train_time_total_s"].sum())
-    res = spec.get("resources") or {}
-    workers, cpus, gpus = res.get("workers", 1), res.get("cpus_per_worker", 1), res.get("gpus_per_worker", 0)
+    res = spec.resources
+    workers, cpus, gpus = res.workers, res.cpus_per_worker, res.gpus_per_worker
     rows = [("trials", f"{len(best)} ({status})"),
-            ("configurations x repeats", f"{spec.get('trials', MISSING)} x {spec.get('repeats', 1)}"),
+            ("configurations x repeats", f"{spec.trials} x {spec.repeats}"),
             ("epochs trained (all trials)", str(int(best["epochs"].sum()))),
             ("train time (sum of train_time_s)", duration(train))]
     end = parent["end_time"] if pd.notna(parent["end_time"]) else pd.Timestamp.now(tz="UTC")
     if pd.notna(parent["start_time"]):
         rows.append(("study wall time", duration((end - parent["start_time"]).total_seconds())
                      + ("" if pd.notna(parent["end_time"]) else " (so far)")))
-    if res:
+    if spec.source:  # a default spec (reports.load: spec.yaml missing or invalid) would only guess them
         rows.append(("resources per trial", f"{workers} worker(s) x ({cpus:g} CPU, {gpus:g} GPU)"))
         if gpus:
             rows.append(("GPU time (train time x workers x GPUs)", duration(train * workers * gpus)))

@@ -7,6 +7,7 @@ Studies:
 - multi: two objectives (val_psnr max, val_hf_err min) over two continuous params.
 - running: the parent still RUNNING, one trial still running, one searched categorical.
 - empty: a parent run without trials.  orphan: an experiment without a parent run.
+- legacy: demo's trials under a spec.yaml this version no longer validates (the report's default spec).
 The store is built once per session: MLflow's schema migration takes seconds.
 """
 
@@ -77,6 +78,14 @@ RUNNING = [
 ]
 SPACE_DEMO = {"loss.family": {"type": "categorical", "values": ["bce", "lsgan"]},
               "loss.beta": {"type": "loguniform", "low": 1e-4, "high": 0.1}}
+
+
+def spec_of(**fields):
+    """A validated `StudySpec` for the pure functions' tests: `fields` over a one-key space and 2 trials."""
+    from study.spec import from_dict
+
+    return from_dict({"name": "t", "space": {"loss.family": {"type": "categorical", "values": ["bce", "lsgan"]}},
+                      "trials": 2, **fields})
 
 
 @dataclass
@@ -153,6 +162,10 @@ def store(tmp_path_factory) -> Store:
                            "trials": 2}, RUNNING, "RUNNING")
     _log_study(client, s, {"name": "empty", "space": {"loss.family": {"type": "categorical", "values": ["bce"]}},
                            "trials": 1}, [], "FAILED")
+    _log_study(client, s, {"name": "legacy", "space": SPACE_DEMO, "trials": 3, "repeats": 2}, DEMO, "FINISHED",
+               grids=False)
+    client.log_text(s.parents["legacy"], "name: legacy\nspace: {loss.old_key: {type: categorical, values: [1]}}\n",
+                    "spec.yaml")  # overwrites the logged spec, as an older version might have written it
     client.create_experiment("orphan", artifact_location=str(root / "artifacts" / "orphan"))
     return s
 

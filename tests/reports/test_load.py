@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reports import load
+from reports import load, tables
 from reports.load import load_study, parse_param
 from trainables.errors import UserError
 
@@ -28,7 +28,7 @@ def test_one_row_per_trial_with_tags_and_parsed_params(demo):
     assert t.loc["b0", "epochs"] == 2 and t.loc["a0", "run_state"] == "FINISHED"
     assert demo.parent["status"] == "FINISHED"
     assert demo.parent["description"] == "Which adversarial loss, at which beta?"
-    assert demo.spec["repeats"] == 2 and not demo.unfinished
+    assert demo.spec.repeats == 2 and not demo.unfinished and not demo.notes
 
 
 def test_history_holds_every_epoch_and_the_latest_value_per_step(demo):
@@ -43,7 +43,18 @@ def test_history_holds_every_epoch_and_the_latest_value_per_step(demo):
 
 def test_multi_objective_study_without_grids(multi):
     assert multi.history["grid_artifact"].isna().all()
-    assert multi.spec["objective"] == {"metrics": ["val_psnr", "val_hf_err"], "modes": ["max", "min"]}
+    assert multi.spec.objective.to_dict() == {"metrics": ["val_psnr", "val_hf_err"], "modes": ["max", "min"]}
+
+
+def test_a_spec_that_no_longer_validates_gives_a_default_spec_and_a_note(store):
+    s = load_study("legacy", store.uri)
+    [note] = s.notes
+    assert note.startswith("the parent run's spec.yaml does not validate with this version (space.loss.old_key")
+    assert s.spec.name == "legacy" and s.spec.trials == 5 and s.spec.space == {} and s.spec.claims == ()
+    assert s.spec.objective.to_dict() == {"metric": "val_psnr", "mode": "max"}
+    assert tables.searched_keys(s.spec, s.trials) == ["loss.beta", "loss.family"]  # from the trials' tags
+    best = tables.best_rows(s.trials, s.history, s.spec)
+    assert "resources per trial" not in dict(tables.compute_used(best, s.history, s.spec, s.parent))  # not guessed
 
 
 def test_unknown_study_names_the_known_ones(store):

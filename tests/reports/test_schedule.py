@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from reports.schedule import is_pbt, lineage, population_figure, schedule_figure, winner_of  # noqa: E402
+from tests.reports.conftest import spec_of  # noqa: E402
 
 # trial c copied b after epoch 2; later b copied a after epoch 4 (c's own segment starts at 3)
 EVENTS = {"c": [{"epoch": 2, "donor": "b", "old": {}, "new": {}, "donor_hp": {}}],
@@ -53,5 +54,6 @@ def test_figures_draw_each_key_and_each_trial():
 
 
 def test_only_pbt_specs_get_the_section():
-    assert is_pbt({"scheduler": {"type": "pbt"}})
-    assert not is_pbt({"scheduler": {"type": "asha"}}) and not is_pbt({})
+    assert is_pbt(spec_of(searcher={"algorithm": "random"},
+                          scheduler={"type": "pbt", "mutations": {"optim.lr_g": [1e-4, 1e-3]}}))
+    assert not is_pbt(spec_of(scheduler={"type": "asha"})) and not is_pbt(spec_of())

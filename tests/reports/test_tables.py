@@ -10,6 +10,7 @@ import pytest
 
 from reports import tables
 from reports.importance import param_importances
+from tests.reports.conftest import spec_of
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_bicubic_row_per_validation_setting():
     best = pd.DataFrame({"param.scale": [2, 2, 4], "param.data.patch_size": [32, 32, 32],
                          "bicubic_psnr": [33.0, 33.0, 28.0], "bicubic_ssim": [0.9, 0.9, 0.8],
                          "bicubic_hf": [0.5, 0.5, 0.3]})
-    rows = tables.bicubic_rows(best, {})
+    rows = tables.bicubic_rows(best, spec_of())
     assert rows["label"].tolist() == ["bicubic (scale=2)", "bicubic (scale=4)"]
     assert rows["val_psnr_mean"].tolist() == [33.0, 28.0]
 

@@ -15,6 +15,7 @@ from scipy import stats
 
 from reports import build, tables, verdicts
 from reports.load import load_study
+from tests.reports.conftest import spec_of
 
 SEEDS = 5
 NOISE = np.random.default_rng(0).normal(0.0, 0.1, size=(2, SEEDS))  # (group, seed), dB
@@ -93,8 +94,8 @@ def uri(tmp_path_factory):
 def _judge(uri: str, name: str):
     study = load_study(name, uri)
     best = tables.best_rows(study.trials, study.history, study.spec)
-    claims, problem = build.read_claims(study.spec)
-    assert problem is None and claims
+    claims = study.spec.claims
+    assert not study.notes and claims
     return best, verdicts.judge_claims(claims, best)
 
 
@@ -179,6 +180,6 @@ def test_final_result_metrics_are_read_from_the_last_epoch_not_the_best():
     history = pd.DataFrame({"run_id": ["r", "r"], "trial_id": ["t", "t"], "epoch": [1, 2],
                             "val_psnr": [31.0, 30.0], "gan_psnr_drop": [0.0, 1.0],
                             "test_set5_psnr": [float("nan"), 33.0], "test_epoch": [float("nan"), 1.0]})
-    best = tables.best_rows(trials, history, {"objective": {"metric": "val_psnr", "mode": "max"}}).iloc[0]
+    best = tables.best_rows(trials, history, spec_of(objective={"metric": "val_psnr", "mode": "max"})).iloc[0]
     assert best["best_epoch"] == 1 and best["val_psnr"] == 31.0  # per-epoch metrics at the best epoch
     assert best["test_set5_psnr"] == 33.0 and best["test_epoch"] == 1.0 and best["gan_psnr_drop"] == 1.0
