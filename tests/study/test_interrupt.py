@@ -6,7 +6,6 @@ the resume command, the exit code per signal, and the `ray job submit` durabilit
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -21,6 +20,8 @@ import yaml
 
 from study.results import trial_status
 from study.run import Interruption, job_storage_problem, resume_command
+from tests.study.processes import study_env
+from tests.trainables.signals import killed_if_running
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,20 +97,17 @@ def test_ctrl_c_is_reported_as_interruption_and_resume_finishes(tmp_path):
     spec.update(name="ctrlc", trials=3, max_concurrent=1, scheduler={"type": "none"})
     path = tmp_path / "ctrlc.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env = study_env()
     proc = subprocess.Popen([sys.executable, "-m", "study.run", str(path)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     seen: list[str] = []
-    try:
+    with killed_if_running(proc):
         assert _wait_for(lines, "(1/3 done)", time.monotonic() + 240, seen), "".join(seen)[-3000:]
         assert _wait_for(lines, "started", time.monotonic() + 120, seen), "".join(seen)[-3000:]  # trial 2 runs
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     err = proc.stderr.read()
     assert code == 130, err[-3000:]
     assert f"python -m study.run {path} --resume" in err

@@ -1,41 +1,16 @@
 """Population-based training in the study spec: the settings, the mutated keys, one-line errors."""
 
-import copy
-
 import pytest
 import yaml
 
 from study.mutations import MUTABLE
 from study.plan import plan
-from study.spec import StudySpecError, from_dict, searched_keys, spec_hash, trial_config
-
-PBT = """\
-name: pbt
-base:
-  schedule.pretrain_epochs: 2
-  schedule.gan_epochs: 4
-space:
-  optim.lr_g: {type: loguniform, low: 1.0e-5, high: 1.0e-3}
-searcher: {algorithm: random, seed: 3}
-scheduler:
-  type: pbt
-  perturbation_interval: 2
-  quantile_fraction: 0.5
-  resample_probability: 0.1
-  mutations:
-    optim.lr_g: {type: loguniform, low: 1.0e-5, high: 1.0e-3}
-    optim.lr_d: [1.0e-5, 1.0e-4, 1.0e-3]
-    schedule.d_steps_per_g: [1, 2, 3]
-trials: 4
-"""
-
-
-def raw() -> dict:
-    return yaml.safe_load(PBT)
+from study.spec import from_dict, searched_keys, spec_hash, trial_config
+from tests.study.specs import pbt_raw, spec_error
 
 
 def test_pbt_settings_load_with_the_burn_in_after_pretraining():
-    spec = from_dict(raw())
+    spec = from_dict(pbt_raw())
     p = spec.scheduler.pbt
     assert spec.scheduler.type == "pbt"
     assert (p.perturbation_interval, p.quantile_fraction, p.resample_probability) == (2, 0.5, 0.1)
@@ -51,25 +26,25 @@ def test_pbt_settings_load_with_the_burn_in_after_pretraining():
 
 
 def test_pbt_round_trips_and_leaves_other_schedulers_hashes_alone():
-    spec = from_dict(raw())
+    spec = from_dict(pbt_raw())
     again = from_dict(yaml.safe_load(spec.dump_yaml()))
     assert again.scheduler == spec.scheduler and spec_hash(again) == spec_hash(spec)
     # lists stay lists in the written spec
     assert spec.to_dict()["scheduler"]["mutations"]["optim.lr_d"] == [1e-5, 1e-4, 1e-3]
-    asha = raw()
+    asha = pbt_raw()
     asha["scheduler"] = {"type": "asha"}
     asha["searcher"] = {"algorithm": "tpe"}
     assert list(from_dict(asha).to_dict()["scheduler"]) == ["type", "grace_period", "reduction_factor", "max_t"]
 
 
 def test_plan_names_the_pbt_schedule():
-    text = "\n".join(plan(from_dict(raw())))
+    text = "\n".join(plan(from_dict(pbt_raw())))
     assert "scheduler: pbt on epoch (decisions every 2 epoch(s) from epoch 4, bottom 0.5 copies top 0.5" in text
     assert "mutates optim.lr_d: categorical [1e-05, 0.0001, 0.001]" in text
 
 
 def test_an_explicit_burn_in_is_kept():
-    r = raw()
+    r = pbt_raw()
     r["scheduler"]["burn_in"] = 3
     assert from_dict(r).scheduler.pbt.burn_in == 3
 
@@ -121,17 +96,14 @@ def _top(key, value):
      "scheduler.mutations.optim.lr_d: also fixed in base (base.optim.lr_d)"),
 ])
 def test_bad_pbt_settings_fail_in_one_line(change, message):
-    r = copy.deepcopy(raw())
+    r = pbt_raw()
     change(r)
-    with pytest.raises(StudySpecError) as info:
-        from_dict(r)
-    text = str(info.value)
-    assert "\n" not in text
+    text = spec_error(r)
     assert text.startswith(message), text
 
 
 def test_every_mutable_key_is_a_trial_config_key():
-    r = raw()
+    r = pbt_raw()
     r["scheduler"]["mutations"] = {k: {"type": "uniform", "low": 0.05, "high": 0.5} if k != "schedule.d_steps_per_g"
                                    else [1, 2] for k in MUTABLE}
     assert list(from_dict(r).scheduler.pbt.mutations) == list(MUTABLE)

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import yaml
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
@@ -11,23 +10,10 @@ from study.pbt import (ORIGIN_FILE, LastEpochPBT, checkpoint_config, hp_metrics,
                        tune_domain, write_origin)
 from study.space import Param
 from study.spec import from_dict, trial_config
+from tests.study.specs import pbt_raw
 
-SPEC = yaml.safe_load("""
-name: pbt
-base: {schedule.pretrain_epochs: 1, schedule.gan_epochs: 4}
-space:
-  optim.lr_g: {type: loguniform, low: 1.0e-5, high: 1.0e-3}
-searcher: {algorithm: random, seed: 0}
-scheduler:
-  type: pbt
-  perturbation_interval: 2
-  quantile_fraction: 0.5
-  resample_probability: 0.0
-  mutations:
-    optim.lr_g: {type: loguniform, low: 1.0e-5, high: 1.0e-3}
-    schedule.d_steps_per_g: [1, 2, 3]
-trials: 4
-""")
+# one pretraining epoch: the first decision after epoch 3, the last epoch is 5
+SPEC = pbt_raw(pretrain_epochs=1)
 
 
 def test_tune_domains():

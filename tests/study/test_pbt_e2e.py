@@ -2,7 +2,6 @@
 Ray Train trials, the values in force per epoch, exploit events and one MLflow point per (metric, epoch)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+
+from tests.study.processes import kill_study_after, study_env
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -49,8 +50,7 @@ def history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
 def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
     path = tmp_path / "pbt_e2e.yaml"
     path.write_text("# Run: python -m study.run pbt_e2e.yaml\n" + yaml.safe_dump(pbt_spec(), sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    done = subprocess.run([sys.executable, "-m", "study.run", str(path)], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "study.run", str(path)], cwd=tmp_path, env=study_env(),
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "scheduler: pbt on epoch (decisions every 1 epoch(s) from epoch 2" in done.stdout
@@ -116,35 +116,16 @@ def check_records(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
-    import signal
-    import time
-
     spec = pbt_spec()
     spec["name"] = "pbt_resume"
     spec["base"]["schedule.gan_epochs"] = 3  # decisions at epochs 2 and 3; the kill comes between them
     path = tmp_path / "pbt_resume.yaml"
     path.write_text("# Run: python -m study.run pbt_resume.yaml\n" + yaml.safe_dump(spec, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    log = tmp_path / "first.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-u", "-m", "study.run", str(path)], cwd=tmp_path, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 400
-        while " epoch 3 " not in log.read_text():  # a trial trained on after the first decision
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the study driver and its Ray, mid-study
-        proc.wait(timeout=60)
-    for _ in range(240):  # its processes gone before the resumed study starts a Ray
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
+    # killed once a trial trained on after the first decision; its processes are gone before the
+    # resumed study starts a Ray
+    kill_study_after(tmp_path, [str(path)], " epoch 3 ", timeout=400)
 
-    done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--resume"], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--resume"], cwd=tmp_path, env=study_env(),
                           capture_output=True, text=True, timeout=480)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import pandas as pd

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,6 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from reports.load import grid_artifacts  # how the report scripts read the per-epoch grids
+from tests.study.processes import kill_study_after, study_env
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -40,10 +40,9 @@ def write_spec(folder: Path, spec: dict) -> Path:
 def run_study(folder: Path, spec_path: Path, *args: str, timeout: int = 800) -> subprocess.CompletedProcess:
     """`python -m study.run` to its end; past `timeout` s (a deadline, not a measurement) the study
     and the Ray it started are killed and the test fails showing where the study was."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     cmd = [sys.executable, "-m", "study.run", str(spec_path), *args]
-    proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=folder, env=study_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -166,48 +165,12 @@ def test_multi_objective_study_with_two_workers(tmp_path):
     assert all(float(k.data.metrics["g_steps"]) == 2 * (64 // (8 * 2)) for k in kids)
 
 
-def wait_for_lines(log: Path, needle: str, count: int, proc: subprocess.Popen, timeout: float) -> str:
-    """The log once it holds `count` lines containing `needle`: waits for that event (the log is a
-    file the process writes, polled, so nothing blocks past the deadline)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if sum(needle in line for line in text.splitlines()) >= count:
-            return text
-        if proc.poll() is not None:
-            raise AssertionError(f"the study exited ({proc.returncode}) first:\n{text[-4000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"fewer than {count} '{needle}' lines after {timeout} s:\n{log.read_text()[-4000:]}")
-
-
-def wait_group_gone(pgid: int, timeout: float = 120) -> None:
-    """Returns once no process of the killed group is left (the driver and the Ray it started)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"processes of group {pgid} still alive {timeout} s after SIGKILL")
-
-
 @pytest.mark.timeout(2400)  # four studies back to back (each with its own deadline)
 def test_resume_after_the_driver_is_killed(tmp_path):
     spec = smoke_spec(name="resumable", trials=4, max_concurrent=1)
     spec["scheduler"] = {"type": "none"}
     spec_path = write_spec(tmp_path, spec)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    log = tmp_path / "first_run.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-u", "-m", "study.run", str(spec_path)], cwd=tmp_path, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        text = wait_for_lines(log, "completed after", 2, proc, timeout=600)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-study
-        proc.wait(timeout=60)
-        wait_group_gone(proc.pid)
+    text = kill_study_after(tmp_path, [str(spec_path)], "completed after", timeout=600, count=2)
     done_before = {PROGRESS.search(line).group(1) for line in text.splitlines() if "completed after" in line}
     assert len(done_before) >= 2
 

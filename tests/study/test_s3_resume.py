@@ -14,15 +14,14 @@ with INTERNAL_FAILURE. The server runs in this process, so the fixture corrects 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.study.processes import kill_study_after, study_env
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "studies"
@@ -58,28 +57,6 @@ def s3_env():
         S3Response.serialized = original
 
 
-def _wait_for_text(log: Path, needle: str, proc: subprocess.Popen, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        if needle in text:
-            return text
-        if proc.poll() is not None:
-            raise AssertionError(f"the study ended (rc {proc.returncode}) before {needle!r}:\n{text[-3000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"no {needle!r} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def _group_gone(pgid: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 def test_driver_killed_then_resume_on_s3(tmp_path, s3_env):
@@ -90,18 +67,9 @@ def test_driver_killed_then_resume_on_s3(tmp_path, s3_env):
     spec.update(name="s3resume", trials=2, max_concurrent=1, scheduler={"type": "none"})
     path = tmp_path / "s3resume.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {**{k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}, **s3_env}
-    args = [sys.executable, "-u", "-m", "study.run", str(path), "--storage", f"s3://{BUCKET}/runs"]
-    log = tmp_path / "first.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        _wait_for_text(log, "(1/2 done)", proc, timeout=300)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-study
-        proc.wait(timeout=60)
-        _group_gone(proc.pid)
+    env = study_env(**s3_env)
+    args = [str(path), "--storage", f"s3://{BUCKET}/runs"]
+    kill_study_after(tmp_path, args, "(1/2 done)", timeout=300, env=env)
 
     s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
@@ -109,7 +77,8 @@ def test_driver_killed_then_resume_on_s3(tmp_path, s3_env):
     assert any(k.endswith("tuner.pkl") for k in keys), keys  # Tune's state is in the bucket, not on disk
     assert not (tmp_path / "study_results").exists()
 
-    done = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    done = subprocess.run([sys.executable, "-u", "-m", "study.run", *args, "--resume"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "no MLflow parent run of this spec" not in done.stderr  # the parent run was found by its tags
 

@@ -15,6 +15,7 @@ from study.spec import (
     trial_config,
     with_base_overrides,
 )
+from tests.study.specs import spec_error
 from trainables.config import ConfigError, TrialConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -382,11 +383,7 @@ ERRORS += [
 
 @pytest.mark.parametrize("mutate, message", ERRORS, ids=[m.split(":")[0] + f"-{i}" for i, (_, m) in enumerate(ERRORS)])
 def test_errors_are_one_line_and_name_the_field(mutate, message, tmp_path):
-    raw = mutate(raw_example(tmp_path))
-    with pytest.raises(StudySpecError) as info:
-        from_dict(raw)
-    text = str(info.value)
-    assert "\n" not in text
+    text = spec_error(mutate(raw_example(tmp_path)))
     assert text.startswith(message), text
 
 
@@ -477,12 +474,8 @@ def test_claims_parse_in_their_three_forms():
     ({"where": {"optim.lr_g": 0.1}}, "claims[0].where: optim.lr_g is not a searched key"),
 ])
 def test_bad_claims_fail_in_one_line(change, where):
-    from study.spec import from_dict
-
-    with pytest.raises(StudySpecError) as err:
-        from_dict(claim_raw(**change))
-    assert str(err.value).startswith(where), str(err.value)
-    assert "\n" not in str(err.value)
+    text = spec_error(claim_raw(**change))
+    assert text.startswith(where), text
 
 
 def test_profiles_override_base_not_searched_keys_or_set(tmp_path):

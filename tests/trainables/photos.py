@@ -1,11 +1,15 @@
-"""Synthetic photographs for the trainer tests: smooth but textured RGB images that a test writes."""
+"""Synthetic photographs for the trainer tests (smooth but textured RGB images that a test writes),
+and the tiny trainer config that trains on such a folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from trainables.config import TrialConfig, load_config
 
 
 def write_sinusoid_photos(folder: Path, count: int, side: int, waves: int, seed: int = 0,
@@ -23,3 +27,17 @@ def write_sinusoid_photos(folder: Path, count: int, side: int, waves: int, seed:
         img = (img - img.min()) / (img.max() - img.min()) * 255
         Image.fromarray(img.astype(np.uint8)).save(folder / f"img_{i}.png")
     return folder
+
+
+def tiny_config(folder: Path, *, width: int, val_images: int, val_patches: int, pretrain_epochs: int,
+                gan_epochs: int, patches_per_epoch: int, batch_size: int, **overrides: Any) -> TrialConfig:
+    """A config small enough to train on a CPU in a test, on the images in `folder`: 32 px patches,
+    one residual block, G and D `width` channels wide (D's dense layer 2 * `width`), one thread;
+    `val_images` validation images (each in the grid) of `val_patches` patches; dotted `overrides` last."""
+    return load_config(overrides={
+        "data.source": "folder", "data.path": str(folder), "data.patch_size": 32,
+        "data.val_images": val_images, "data.val_patches_per_image": val_patches, "data.grid_images": val_images,
+        "model.g_channels": width, "model.g_blocks": 1, "model.d_channels": width, "model.d_dense": 2 * width,
+        "schedule.pretrain_epochs": pretrain_epochs, "schedule.gan_epochs": gan_epochs,
+        "schedule.patches_per_epoch": patches_per_epoch, "schedule.batch_size": batch_size,
+        "runtime.threads": 1, **overrides})

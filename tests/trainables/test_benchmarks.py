@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.trainables.photos import tiny_config
 from trainables import benchmarks as scoring
 from trainables import evaluate
 from trainables.benchmarks import find_sets, score_benchmarks, select_images, set_key
@@ -55,12 +56,8 @@ def bicubic_cache(tmp_path, monkeypatch) -> Path:
 
 
 def tiny(photos: Path, **overrides):
-    return load_config(overrides={
-        "data.source": "folder", "data.path": str(photos), "data.patch_size": 32, "data.val_images": 2,
-        "data.val_patches_per_image": 2, "data.grid_images": 2,
-        "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16,
-        "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 2, "schedule.patches_per_epoch": 32,
-        "schedule.batch_size": 8, "runtime.threads": 1, **overrides})
+    return tiny_config(photos, width=8, val_images=2, val_patches=2, pretrain_epochs=1, gan_epochs=2,
+                       patches_per_epoch=32, batch_size=8, **overrides)
 
 
 def test_set_key_and_found_sets(tmp_path, monkeypatch, test_set):

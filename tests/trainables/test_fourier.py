@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.trainables.photos import write_sinusoid_photos
+from tests.trainables.photos import tiny_config, write_sinusoid_photos
 from trainables.config import ConfigError, load_config
 from trainables.degrade import bicubic_up
 from trainables.fourier import (
@@ -208,14 +208,8 @@ def photo_folder(tmp_path_factory):
 
 
 def tiny(folder, **overrides):
-    base = {
-        "data.source": "folder", "data.path": str(folder), "data.patch_size": 32,
-        "data.val_images": 1, "data.val_patches_per_image": 1, "data.grid_images": 1,
-        "model.g_channels": 4, "model.g_blocks": 1, "model.d_channels": 4, "model.d_dense": 8,
-        "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1, "schedule.patches_per_epoch": 8,
-        "schedule.batch_size": 4, "runtime.threads": 1,
-    }
-    return load_config(overrides={**base, **overrides})
+    return tiny_config(folder, width=4, val_images=1, val_patches=1, pretrain_epochs=1, gan_epochs=1,
+                       patches_per_epoch=8, batch_size=4, **overrides)
 
 
 @pytest.mark.parametrize("scale", [2, 4])

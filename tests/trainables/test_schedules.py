@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.trainables.photos import write_sinusoid_photos
+from tests.trainables.photos import tiny_config, write_sinusoid_photos
 from trainables import checkpoint
 from trainables import trainer as trainer_mod
 from trainables.config import ConfigError, OptimConfig, load_config
@@ -68,16 +68,10 @@ def photo_folder(tmp_path_factory) -> Path:
 
 
 def tiny(folder: Path, **overrides):
-    base = {
-        "data.source": "folder", "data.path": str(folder), "data.patch_size": 32,
-        "data.val_images": 1, "data.val_patches_per_image": 2, "data.grid_images": 1,
-        "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16,
-        "schedule.pretrain_epochs": 3, "schedule.gan_epochs": 2, "schedule.patches_per_epoch": 16,
-        "schedule.batch_size": 8, "runtime.threads": 1,
-        "optim.schedule": "cosine", "optim.warmup_epochs": 1,
-    }
-    base.update(overrides)
-    return load_config(overrides=base)
+    """Three pretraining and two GAN epochs under a cosine schedule with one warm-up epoch."""
+    return tiny_config(folder, width=8, val_images=1, val_patches=2, pretrain_epochs=3, gan_epochs=2,
+                       patches_per_epoch=16, batch_size=8,
+                       **{"optim.schedule": "cosine", "optim.warmup_epochs": 1, **overrides})
 
 
 def test_trainer_sets_and_reports_the_rate_in_force(photo_folder, tmp_path, monkeypatch):

@@ -13,9 +13,8 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from tests.trainables.photos import write_sinusoid_photos
+from tests.trainables.photos import tiny_config, write_sinusoid_photos
 from trainables import trainer as trainer_mod
-from trainables.config import load_config
 from trainables.train import train
 
 
@@ -27,17 +26,11 @@ def photo_folder(tmp_path_factory) -> Path:
 
 
 def tiny(folder: Path, **overrides):
-    base = {
-        "data.source": "folder", "data.path": str(folder), "data.patch_size": 32,
-        "data.val_images": 2, "data.val_patches_per_image": 2, "data.grid_images": 2,
-        "model.g_channels": 8, "model.g_blocks": 1, "model.d_channels": 8, "model.d_dense": 16,
-        "schedule.pretrain_epochs": 1, "schedule.gan_epochs": 1, "schedule.patches_per_epoch": 32,
-        "schedule.batch_size": 8, "runtime.threads": 1,
-        "runtime.device": "cpu",  # exact equalities below (resume, DDP ranks) hold on one CPU
-        "eval.benchmarks": [],  # test-set scoring has its own tests (test_benchmarks.py)
-    }
-    base.update(overrides)
-    return load_config(overrides=base)
+    # on the CPU: the exact equalities below (resume, DDP ranks) hold on one CPU; no test-set scoring:
+    # it has its own tests (test_benchmarks.py)
+    return tiny_config(folder, width=8, val_images=2, val_patches=2, pretrain_epochs=1, gan_epochs=1,
+                       patches_per_epoch=32, batch_size=8,
+                       **{"runtime.device": "cpu", "eval.benchmarks": [], **overrides})
 
 
 # bicubic Y-PSNR of `tiny`'s 4 validation patches (32 px) of `photo_folder`, measured once

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainables.signals import killed_if_running
+
 REPO = Path(__file__).resolve().parents[2]
 LONG_TINY = ["data.patch_size=32", "data.val_images=1", "data.val_patches_per_image=1", "data.grid_images=1",
              "model.g_channels=8", "model.g_blocks=1", "model.d_channels=8", "model.d_dense=16",
@@ -25,7 +27,7 @@ def test_a_signal_ends_the_run_with_exit_130(tmp_path, sig):
         args += ["--set", pair]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
+    with killed_if_running(proc):
         for line in proc.stdout:  # wait for an event: the first finished epoch
             if line.startswith("epoch "):
                 break
@@ -33,9 +35,6 @@ def test_a_signal_ends_the_run_with_exit_130(tmp_path, sig):
             raise AssertionError(f"no epoch line; rc {proc.wait()}: {proc.stderr.read()[-2000:]}")
         proc.send_signal(sig)
         code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     err = proc.stderr.read()
     assert code == 130, err[-2000:]
     assert "Traceback" not in err and "resume with --resume" in err
