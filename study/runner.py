@@ -28,7 +28,7 @@ from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
 from study.results import TRIAL_INDEX
-from study.space import make_sampler, optuna_space
+from study.space import optuna_space
 from study.spec import Objective, StudySpec, searched_keys, selection_metric, selection_values, trial_config
 from trainables.config import from_dict
 from trainables.errors import UserError
@@ -177,10 +177,10 @@ def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, 
     o = spec.objective
     # the searcher and ASHA see each objective's best value so far (study/spec.py: selection rule)
     searcher = OptunaSearch(
-        space=optuna_space(spec),
+        space=optuna_space(spec.space),
         metric=[selection_metric(m) for m in o.metrics] if o.multi else selection_metric(o.metric),
         mode=list(o.modes) if o.multi else o.mode,
-        sampler=make_sampler(spec),
+        sampler=spec.searcher.sampler(spec.space),
     )
     search_alg: Any = searcher
     if spec.repeats > 1:

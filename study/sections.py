@@ -13,10 +13,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
+
 from study.mutations import PBTConfig
-from study.space import coerce, fail, unknown
-from trainables.yamlio import flatten
+from study.space import Param, coerce, fail, grid_values, unknown
 from trainables.metric_names import OBJECTIVE_METRICS
+from trainables.yamlio import flatten
 
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
 Mode = Literal["max", "min"]
@@ -25,11 +27,24 @@ METRICS = OBJECTIVE_METRICS  # what an objective may name (see trainables.metric
 
 @dataclass(frozen=True)
 class Searcher:
-    """How Optuna picks configurations (`study.space.make_sampler` builds it)."""
+    """How Optuna picks configurations (`sampler` builds Optuna's sampler for a space)."""
 
     algorithm: Algorithm = "tpe"  # nsga2 and motpe are for multi-objective studies
     seed: int = 0  # the sampler's seed (the trials' seeds come from base `seed` + repeat)
     n_startup_trials: int = 4  # tpe/motpe: random trials before the model takes over
+
+    def sampler(self, space: Mapping[str, Param]) -> BaseSampler:
+        """The Optuna sampler for `OptunaSearch(sampler=...)`; motpe is TPE given a multi-objective study."""
+        if self.algorithm in ("tpe", "motpe"):
+            # multivariate models params jointly; constant_liar keeps concurrent trials from all sampling
+            # the same point (both Optuna 5's defaults, set so the behaviour does not move with them)
+            return TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials, multivariate=True,
+                              constant_liar=True)
+        if self.algorithm == "grid":
+            return GridSampler(grid_values(space), seed=self.seed)
+        if self.algorithm == "nsga2":
+            return NSGAIISampler(seed=self.seed)  # population 50 (Optuna's default)
+        return RandomSampler(seed=self.seed)
 
 
 @dataclass(frozen=True)

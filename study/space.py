@@ -21,17 +21,13 @@ import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
 
 from trainables.config import ConfigError, TrialConfig, load_config
 from trainables.errors import UserError
 from trainables.yamlio import coerce_value, describe_type
-
-if TYPE_CHECKING:
-    from study.spec import StudySpec
 
 ParamType = Literal["categorical", "uniform", "loguniform", "int", "grid"]
 PARAM_KEYS: dict[str, tuple[str, ...]] = {
@@ -288,37 +284,14 @@ def _check_values(space: dict[str, Param], base: Mapping[str, Any]) -> None:
 # ----------------------------------------------------------------------------- optuna
 
 
-def optuna_space(spec: StudySpec) -> dict[str, BaseDistribution]:
+def optuna_space(space: Mapping[str, Param]) -> dict[str, BaseDistribution]:
     """The space as Optuna distributions, for `OptunaSearch(space=...)`; grid params are categorical."""
-    return {key: p.distribution() for key, p in spec.space.items()}
+    return {key: p.distribution() for key, p in space.items()}
 
 
-def grid_values(spec: StudySpec) -> dict[str, list[Any]]:
+def grid_values(space: Mapping[str, Param]) -> dict[str, list[Any]]:
     """The grid for Optuna's GridSampler: every param's values (all must be choices)."""
-    ranges = [k for k, p in spec.space.items() if not p.discrete]
+    ranges = [k for k, p in space.items() if not p.discrete]
     if ranges:
         raise ValueError(f"ranges cannot be enumerated in a grid: {', '.join(ranges)}")
-    return {k: list(p.values) for k, p in spec.space.items()}
-
-
-def _tpe(spec: StudySpec) -> BaseSampler:
-    # multivariate (Optuna 5's default) models params jointly; constant_liar (Optuna 5's
-    # default) keeps concurrent trials from all sampling the same point. Set explicitly so
-    # the behaviour does not move with Optuna's defaults.
-    s = spec.searcher
-    return TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=True, constant_liar=True)
-
-
-# One builder per `searcher.algorithm`; motpe is TPE given a multi-objective study.
-SAMPLERS = {
-    "tpe": _tpe,
-    "motpe": _tpe,
-    "random": lambda spec: RandomSampler(seed=spec.searcher.seed),
-    "grid": lambda spec: GridSampler(grid_values(spec), seed=spec.searcher.seed),
-    "nsga2": lambda spec: NSGAIISampler(seed=spec.searcher.seed),  # population 50 (Optuna's default)
-}
-
-
-def make_sampler(spec: StudySpec) -> BaseSampler:
-    """The Optuna sampler for `OptunaSearch(sampler=...)`."""
-    return SAMPLERS[spec.searcher.algorithm](spec)
+    return {k: list(p.values) for k, p in space.items()}

@@ -1,6 +1,6 @@
 """HR patches for training and validation, and the DataLoader that batches them.
 
-Images come from `trainables.sources.load_images` (re-exported here) as uint8
+Images come from `load_images` (`trainables.sources`, `trainables.div2k`) as uint8
 (H, W, 3) RGB arrays; patches leave as uint8 (3, P, P) tensors. Turning them into
 [0, 1] / [-1, 1] floats and making LR from HR is `trainables.degrade`'s job.
 
@@ -18,10 +18,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from trainables.config import DataConfig
+from trainables.div2k import load_div2k
 from trainables.sampler import PixelBank, area_draw, epoch_generator, transforms
-from trainables.sources import load_images
+from trainables.sources import read_images
 
 __all__ = ["BatchLoader", "EpochDataset", "TrainPatches", "load_images", "make_loader", "val_patches", "grid_offsets", "dihedral"]
+
+
+def load_images(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Decode `cfg.source` into (train, val) lists of uint8 (H, W, 3) RGB arrays."""
+    return load_div2k(cfg) if cfg.source == "div2k" else read_images(cfg)
 
 
 def dihedral(patch: np.ndarray, t: int) -> np.ndarray:

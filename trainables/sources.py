@@ -76,14 +76,11 @@ STL10_FILES = {
 _CHUNK = 4096  # images decoded per read from a binary file, to bound temporary memory
 
 
-def load_images(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Decode `cfg.source` into (train, val) lists of uint8 (H, W, 3) RGB arrays."""
+def read_images(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Decode `cfg.source` into (train, val) lists of uint8 (H, W, 3) RGB arrays: every image source but
+    div2k (`trainables.div2k`, which splits by its own folders; `data.load_images` asks either)."""
     if cfg.source == "builtin":
         return _load_builtin(cfg)
-    if cfg.source == "div2k":  # its own split (the official validation folder); imported here: it imports us
-        from trainables.div2k import load_div2k
-
-        return load_div2k(cfg)
     images = READERS[cfg.source](cfg)
     if len(images) < 2:
         raise UserError(f"data.path {cfg.path}: found {len(images)} image(s); need at least 2 "

@@ -26,7 +26,7 @@ from trainables import sources
 from trainables.config import DataConfig
 from trainables.decoded_cache import cached_groups, code_fingerprint
 from trainables.errors import UserError
-from trainables.sources import load_images
+from trainables.sources import read_images
 
 BUILTIN_SIDE = 128  # frame side in pixels
 BUILTIN_LENGTH = 16  # frames per clip
@@ -117,7 +117,7 @@ def builtin_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
     def render() -> list[list[np.ndarray]]:
         # the photographs a clip fits in (page.png and text.png are too short)
-        photos = load_images(dataclasses.replace(cfg, source="builtin", patch_size=min_photo_side()))
+        photos = read_images(dataclasses.replace(cfg, source="builtin", patch_size=min_photo_side()))
         return [[photo_clip(photo, np.random.default_rng([MOTION_SEED, split, k, j]))[0]
                  for k, photo in enumerate(group) for j in range(BUILTIN_CLIPS_PER_PHOTO)]
                 for split, group in enumerate(photos)]  # 0: training photos, 1: validation photos

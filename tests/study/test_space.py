@@ -5,7 +5,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import GridSampler, NSGAIISampler, RandomSampler, TPESampler
 
-from study.space import grid_values, make_sampler, optuna_space
+from study.space import grid_values, optuna_space
 from study.spec import from_dict, trial_config
 
 SPACE = {
@@ -32,7 +32,7 @@ MULTI = {"objective": {"metrics": ["val_psnr", "val_hf"], "modes": ["max", "max"
 
 
 def test_optuna_space_types_and_bounds():
-    dists = optuna_space(spec())
+    dists = optuna_space(spec().space)
     assert list(dists) == list(SPACE)
     assert dists["loss.family"] == CategoricalDistribution(["bce", "lsgan", "wgan_gp"])
     assert dists["loss.beta"] == FloatDistribution(1e-4, 1e-1, log=True)
@@ -44,11 +44,11 @@ def test_optuna_space_types_and_bounds():
 
 def test_grid_params_become_categorical_and_the_grid_lists_every_value():
     s = spec(GRID, "grid", trials=None)
-    assert optuna_space(s)["loss.family"] == CategoricalDistribution(["bce", "lsgan", "wgan_gp"])
-    assert grid_values(s) == {"loss.family": ["bce", "lsgan", "wgan_gp"],
+    assert optuna_space(s.space)["loss.family"] == CategoricalDistribution(["bce", "lsgan", "wgan_gp"])
+    assert grid_values(s.space) == {"loss.family": ["bce", "lsgan", "wgan_gp"],
                               "model.upsampler": ["pixel_shuffle", "resize_conv"]}
     with pytest.raises(ValueError, match="loss.beta"):
-        grid_values(spec())
+        grid_values(spec().space)
 
 
 @pytest.mark.parametrize("algorithm, space, extra, cls", [
@@ -58,15 +58,16 @@ def test_grid_params_become_categorical_and_the_grid_lists_every_value():
     ("grid", GRID, {"trials": None}, GridSampler),
     ("nsga2", SPACE, MULTI, NSGAIISampler),
 ])
-def test_make_sampler_types(algorithm, space, extra, cls):
-    assert type(make_sampler(spec(space, algorithm, **extra))) is cls
+def test_searcher_builds_its_sampler(algorithm, space, extra, cls):
+    s = spec(space, algorithm, **extra)
+    assert type(s.searcher.sampler(s.space)) is cls
 
 
 def _ask(s, n):
     """Sample n configurations the way OptunaSearch does: ask with fixed distributions, tell a value."""
     directions = ["maximize"] * len(s.objective.metrics)
-    study = optuna.create_study(sampler=make_sampler(s), directions=directions)
-    dists = optuna_space(s)
+    study = optuna.create_study(sampler=s.searcher.sampler(s.space), directions=directions)
+    dists = optuna_space(s.space)
     out = []
     for i in range(n):
         trial = study.ask(fixed_distributions=dists)

@@ -13,7 +13,8 @@ from PIL import Image
 from trainables import sources
 from trainables.config import DataConfig
 from trainables.errors import UserError
-from trainables.sources import load_images, read_stl10_bin, val_indices
+from trainables.data import load_images
+from trainables.sources import read_stl10_bin, val_indices
 
 
 def cfg(source, path, **kw):

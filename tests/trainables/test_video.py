@@ -163,7 +163,7 @@ def test_render_is_exact_at_whole_pixel_positions():
 
 def test_builtin_clips_move_by_sub_pixel_amounts():
     registration = pytest.importorskip("skimage.registration")
-    from trainables.sources import load_images
+    from trainables.data import load_images
 
     photos, _ = load_images(DataConfig(source="builtin", limit=2, val_images=1, patch_size=synthetic_video.min_photo_side()))
     fractional = []
