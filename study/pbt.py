@@ -30,7 +30,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray import tune
 from ray.train import Checkpoint
@@ -131,16 +131,18 @@ def write_origin(ckpt_dir: str, trial_id: str, epoch: int, hp: dict[str, float])
     Path(ckpt_dir, ORIGIN_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": epoch, "hp": hp}))
 
 
-def start_checkpoint(loop_config: dict[str, Any]) -> Checkpoint | None:
-    """The Tune checkpoint a PBT trial starts from (its own or a donor's), when Train has none of its own."""
-    return (loop_config.get("pbt") or {}).get("start_from")
-
-
 # ----------------------------------------------------------------------------- the trial driver
 
 
 class ForwardReports(UserCallback):
-    """On the Train controller: pass every report and its persisted checkpoint to the trial driver."""
+    """On the Train controller: pass every report and its persisted checkpoint to the trial driver.
+
+    Every trial reports this way (`fit_forwarding`), not through Ray's TuneReportCallback: that one
+    hands results to the function trainable's main thread while the driver's own thread may already
+    have returned, and when both reach Tune's one-slot result queue at once the trial hangs for good
+    (seen in a full-suite run: both trials finished, the study waited forever). Here the driver's
+    thread reports each result itself, so the function's end always comes after its last result.
+    """
 
     def __init__(self, queue: Queue, done: Queue):
         self.queue, self.done = queue, done
@@ -165,39 +167,52 @@ class PBTRun:
     queue: Queue = field(repr=False)
     done: Queue = field(repr=False)
 
-    @property
-    def callbacks(self) -> list:
-        return [ForwardReports(self.queue, self.done)]
-
     def loop_config(self, trial_id: str, keys: list[str]) -> dict[str, Any]:
         return {"pbt": {"trial_id": trial_id, "keys": keys, "start_from": self.start_from}}
 
     def fit(self, trainer) -> None:
-        """Fit in a thread; report each forwarded epoch to Tune with its checkpoint."""
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                trainer.fit()
-            except BaseException as exc:  # re-raised below, in the trial's own thread
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, name="srstudy-train-fit", daemon=True)
-        thread.start()
+        """Fit; report each forwarded epoch to Tune with its checkpoint (Tune's PBT restores from it)."""
         exploit = self.exploit
-        while thread.is_alive() or not self.queue.empty():
-            try:
-                metrics, checkpoint = self.queue.get(timeout=0.2)
-            except Empty:
-                continue
+
+        def report(metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
+            nonlocal exploit
             if exploit is not None:
                 metrics[EXPLOIT_KEY] = json.dumps(exploit)
                 exploit = None
             tune.report(metrics, checkpoint=checkpoint)
-            self.done.put(True)
-        thread.join()
-        if errors:
-            raise errors[0]
+
+        fit_forwarding(trainer, self.queue, self.done, report)
+
+
+def report_queues() -> tuple[Queue, Queue]:
+    """The controller -> driver queue of reports and the driver -> controller queue of acknowledgements."""
+    return Queue(maxsize=1, actor_options={"num_cpus": 0}), Queue(maxsize=1, actor_options={"num_cpus": 0})
+
+
+def fit_forwarding(trainer, queue: Queue, done: Queue,
+                   report: Callable[[dict[str, Any], Checkpoint | None], None]) -> None:
+    """`trainer.fit()` in a thread (its callbacks hold `ForwardReports(queue, done)`); this thread passes
+    each forwarded report to `report` (Tune) and acknowledges it, and returns after the last one."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # re-raised below, in the trial's own thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="srstudy-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive() or not queue.empty():
+        try:
+            metrics, checkpoint = queue.get(timeout=0.2)
+        except Empty:
+            continue
+        report(metrics, checkpoint)
+        done.put(True)
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _next_run_index(train_storage: str, trial_id: str) -> int:
@@ -228,8 +243,7 @@ def prepare(trial_id: str, train_storage: str) -> PBTRun:
             exploit = {"donor": origin["trial_id"], "epoch": int(origin["epoch"]), "donor_hp": donor_hp}
     index = _next_run_index(train_storage, trial_id)
     return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit,
-                  queue=Queue(maxsize=1, actor_options={"num_cpus": 0}),
-                  done=Queue(maxsize=1, actor_options={"num_cpus": 0}))
+                  *report_queues())
 
 
 # ----------------------------------------------------------------------------- records (study driver)

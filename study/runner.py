@@ -2,8 +2,8 @@
 
 Nesting (Ray Train V2): Tuner -> function trainable (tiny CPU reservation, the trial
 driver) -> TorchTrainer(ScalingConfig(workers)) -> every worker calls `train(config,
-report)`. Workers report with `ray.train.report`; `TuneReportCallback` forwards rank 0's
-metrics to Tune, where ASHA and Optuna see them. The Train run of a trial is named after
+report)`. Workers report with `ray.train.report`; `study.pbt.ForwardReports` passes rank 0's
+metrics to the trial driver's thread, which reports them to Tune, where ASHA and Optuna see them. The Train run of a trial is named after
 the trial id, so a restarted trial finds its own checkpoints and resumes. MLflow child runs
 are written by the study driver from the results Tune accepted (study/recorder.py).
 """
@@ -23,7 +23,6 @@ import ray
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
@@ -136,11 +135,12 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     trial_id = ctx.get_trial_id()
     r = spec.resources
     train_storage = study_path(spec, storage) + "/train_runs"
+    from study.pbt import ForwardReports, fit_forwarding, prepare, report_queues
+
     pbt_run = None
     if spec.scheduler.type == "pbt":  # a fresh Train run from Tune's checkpoint (own or a donor's)
-        from study.pbt import prepare
-
         pbt_run = prepare(trial_id, train_storage)
+    queue, done = (pbt_run.queue, pbt_run.done) if pbt_run else report_queues()
     # where rank 0 puts its sample grids for the driver's MLflow records (when MLflow is on)
     grids = {"study_dir": study_path(spec, storage), "trial_id": trial_id} if tracking is not None else None
     trainer = TorchTrainer(
@@ -157,7 +157,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
             # stable: a restored trial resumes from its checkpoint (PBT: fresh, from Tune's checkpoint)
             name=pbt_run.run_name if pbt_run else f"train-{trial_id}",
             storage_path=train_storage,
-            callbacks=pbt_run.callbacks if pbt_run else [TuneReportCallback()],
+            callbacks=[ForwardReports(queue, done)],
             # the best epoch by the first objective, plus (always) the latest to resume from
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
                                                checkpoint_score_order=spec.objective.modes[0]),
@@ -166,8 +166,8 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     )
     if pbt_run is not None:
         pbt_run.fit(trainer)  # reports each epoch to Tune with its checkpoint
-    else:
-        trainer.fit()
+    else:  # metrics only: Train persisted the checkpoint, its path rides along as `checkpoint_path`
+        fit_forwarding(trainer, queue, done, lambda metrics, _checkpoint: tune.report(metrics))
 
 
 def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, concurrency: int) -> tune.Tuner:
