@@ -242,8 +242,8 @@ def prepare(trial_id: str, train_storage: str) -> PBTRun:
             donor_hp = {k[len(HP_PREFIX):]: v for k, v in origin.get("hp", {}).items()}
             exploit = {"donor": origin["trial_id"], "epoch": int(origin["epoch"]), "donor_hp": donor_hp}
     index = _next_run_index(train_storage, trial_id)
-    return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit,
-                  *report_queues())
+    queue, done = report_queues()
+    return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit, queue=queue, done=done)
 
 
 # ----------------------------------------------------------------------------- records (study driver)

@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     say = print if main_rank else (lambda *a, **k: None)
     if threading_is_main():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        # Ctrl-C / SIGINT is KeyboardInterrupt even where the launcher started us with SIGINT ignored
+        # (a background job of a non-interactive shell): a scheduler's SIGINT always ends the run with 130
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     out = Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S"))
     created = None if out.exists() else out  # the outermost folder this run creates (gone again on bad input)
     while created is not None and not created.parent.exists() and created.parent != created:
