@@ -4,9 +4,9 @@ Tune's PBT copies a donor's checkpoint into a losing trial only if the trial rep
 checkpoint to Tune. Under Train V2 a trial driver fits a TorchTrainer, and Ray's
 `TuneReportCallback` forwards a worker's metrics and only the *path* of its checkpoint
 (`result.checkpoint` stays None), so PBT would find nothing to copy. Here the driver runs
-the fit in a thread; `ForwardReports`, a Train callback on the Train controller, passes each
-report and its persisted checkpoint through a Ray queue, and the driver reports both with
-`tune.report(metrics, checkpoint=...)`.
+the fit as every trial does (`study.forwarding`): `ForwardReports`, a Train callback on the Train
+controller, passes each report and its persisted checkpoint through a Ray queue, and the driver
+reports both with `tune.report(metrics, checkpoint=...)`.
 
 After an exploit (or a pause, or a restarted study) Tune starts the trial again with
 `tune.get_checkpoint()` set and the mutated config. The driver then fits a fresh Train run
@@ -27,17 +27,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ray import tune
 from ray.train import Checkpoint
-from ray.train.v2.api.callback import UserCallback
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
-from ray.util.queue import Empty, Queue
+from ray.util.queue import Queue
 
+from study.forwarding import fit_forwarding, report_queues
 from study.space import Param
 from study.spec import TIME_ATTR, StudySpec
 from trainables.config import TrialConfig
@@ -134,29 +133,6 @@ def write_origin(ckpt_dir: str, trial_id: str, epoch: int, hp: dict[str, float])
 # ----------------------------------------------------------------------------- the trial driver
 
 
-class ForwardReports(UserCallback):
-    """On the Train controller: pass every report and its persisted checkpoint to the trial driver.
-
-    Every trial reports this way (`fit_forwarding`), not through Ray's TuneReportCallback: that one
-    hands results to the function trainable's main thread while the driver's own thread may already
-    have returned, and when both reach Tune's one-slot result queue at once the trial hangs for good
-    (seen in a full-suite run: both trials finished, the study waited forever). Here the driver's
-    thread reports each result itself, so the function's end always comes after its last result.
-    """
-
-    def __init__(self, queue: Queue, done: Queue):
-        self.queue, self.done = queue, done
-
-    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
-        out = dict(metrics[0])
-        if checkpoint is not None:
-            out["checkpoint_path"] = checkpoint.path  # as TuneReportCallback does
-        self.queue.put((out, checkpoint))
-        # wait until Tune holds its copy: Train prunes older checkpoints when the next epoch comes
-        # (measured: under load a slot of slack let Train delete epoch 1 before the driver copied it)
-        self.done.get()
-
-
 @dataclass
 class PBTRun:
     """One fit of a PBT trial: a fresh Train run, the checkpoint it starts from, the exploit it follows."""
@@ -182,37 +158,6 @@ class PBTRun:
             tune.report(metrics, checkpoint=checkpoint)
 
         fit_forwarding(trainer, self.queue, self.done, report)
-
-
-def report_queues() -> tuple[Queue, Queue]:
-    """The controller -> driver queue of reports and the driver -> controller queue of acknowledgements."""
-    return Queue(maxsize=1, actor_options={"num_cpus": 0}), Queue(maxsize=1, actor_options={"num_cpus": 0})
-
-
-def fit_forwarding(trainer, queue: Queue, done: Queue,
-                   report: Callable[[dict[str, Any], Checkpoint | None], None]) -> None:
-    """`trainer.fit()` in a thread (its callbacks hold `ForwardReports(queue, done)`); this thread passes
-    each forwarded report to `report` (Tune) and acknowledges it, and returns after the last one."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            trainer.fit()
-        except BaseException as exc:  # re-raised below, in the trial's own thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="srstudy-train-fit", daemon=True)
-    thread.start()
-    while thread.is_alive() or not queue.empty():
-        try:
-            metrics, checkpoint = queue.get(timeout=0.2)
-        except Empty:
-            continue
-        report(metrics, checkpoint)
-        done.put(True)
-    thread.join()
-    if errors:
-        raise errors[0]
 
 
 def _next_run_index(train_storage: str, trial_id: str) -> int:

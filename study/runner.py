@@ -2,10 +2,10 @@
 
 Nesting (Ray Train V2): Tuner -> function trainable (tiny CPU reservation, the trial
 driver) -> TorchTrainer(ScalingConfig(workers)) -> every worker calls `train(config,
-report)`. Workers report with `ray.train.report`; `study.pbt.ForwardReports` passes rank 0's
-metrics to the trial driver's thread, which reports them to Tune, where ASHA and Optuna see them. The Train run of a trial is named after
-the trial id, so a restarted trial finds its own checkpoints and resumes. MLflow child runs
-are written by the study driver from the results Tune accepted (study/recorder.py).
+report)`. Workers report with `ray.train.report`; rank 0's reports reach Tune through the trial
+driver's own thread (study/forwarding.py), and ASHA and Optuna see them there. The Train run of a
+trial is named after the trial id, so a restarted trial finds its own checkpoints and resumes.
+MLflow child runs are written by the study driver from the results Tune accepted (study/recorder.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
+from study.forwarding import ForwardReports, fit_forwarding, report_queues
 from study.results import TRIAL_INDEX
 from study.space import optuna_space
 from study.spec import Objective, StudySpec, searched_keys, selection_metric, selection_values, trial_config
@@ -135,10 +136,10 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     trial_id = ctx.get_trial_id()
     r = spec.resources
     train_storage = study_path(spec, storage) + "/train_runs"
-    from study.pbt import ForwardReports, fit_forwarding, prepare, report_queues
-
     pbt_run = None
     if spec.scheduler.type == "pbt":  # a fresh Train run from Tune's checkpoint (own or a donor's)
+        from study.pbt import prepare
+
         pbt_run = prepare(trial_id, train_storage)
     queue, done = (pbt_run.queue, pbt_run.done) if pbt_run else report_queues()
     # where rank 0 puts its sample grids for the driver's MLflow records (when MLflow is on)

@@ -80,7 +80,8 @@ class Generator(nn.Module):
     """SRResNet: LR (B, in_channels, h, w) in [0, 1] -> SR (B, 3, h*scale, w*scale) in [-1, 1].
 
     head conv9 + PReLU -> `blocks` residual blocks -> conv3 + BN + long skip from the
-    head (`norm` "none": every BN dropped) -> log2(scale) x2 upsampling blocks -> conv9 to RGB, then the output stage:
+    head -> log2(scale) x2 upsampling blocks -> conv9 to RGB, then the output stage
+    (`norm` "none": every BN dropped):
 
     - global_skip "none": SR = tanh(conv(...)), the paper's plain output.
     - global_skip "bicubic": SR = clamp(bicubic(LR[:, :3]) * 2 - 1 + conv(...), -1, 1),
