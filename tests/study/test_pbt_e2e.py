@@ -19,22 +19,22 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 pytestmark = pytest.mark.slow
 
 
-def pbt_spec() -> dict:
+def pbt_spec(trials: int = 2) -> dict:
     spec = yaml.safe_load(SMOKE.read_text())
     spec["name"] = "pbt_e2e"
-    spec["base"]["runtime.threads"] = 1  # four trials share two cores
+    spec["base"]["runtime.threads"] = 1  # one core per trial
     # one decision, after the first GAN epoch (epoch 2); epoch 3 trains with the copied state
     spec["space"] = {"optim.lr_g": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
                      "loss.beta": {"type": "categorical", "values": [0.001, 0.01, 0.1]}}
     spec["searcher"] = {"algorithm": "random", "seed": 0}
-    # the bottom half copies the top half at every decision, and steps (no resampling), so an
+    # the bottom half (one trial of two) copies the top half at every decision, and steps (no resampling), so an
     # exploit is certain and its new lr_g is the donor's times 0.8 or 1.2
     spec["scheduler"] = {"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
                          "resample_probability": 0.0,
                          "mutations": {"optim.lr_g": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
                                        "loss.beta": [0.001, 0.01, 0.1]}}
-    spec["trials"] = 4
-    spec["max_concurrent"] = 4
+    spec["trials"] = trials
+    spec["max_concurrent"] = trials
     spec["resources"] = {"workers": 1, "cpus_per_worker": 0.5}
     return spec
 
@@ -63,7 +63,7 @@ def check_records(tmp_path: Path) -> None:
     exp = client.get_experiment_by_name("pbt_e2e")
     kids = {r.data.tags["srstudy.trial_id"]: r for r in client.search_runs([exp.experiment_id], max_results=100)
             if r.data.tags.get("srstudy.role") == "trial"}
-    assert len(kids) == 4  # one child run per trial, exploits included
+    assert len(kids) == 2  # one child run per trial, exploits included
 
     # one point per (metric, epoch) in every child, for every epoch 1..3
     curves = {}
@@ -75,12 +75,12 @@ def check_records(tmp_path: Path) -> None:
         curves[trial_id] = {k: history(client, run.info.run_id, k)
                             for k in ("val_psnr", "hp/optim.lr_g", "hp/loss.beta", "lr_g_now")}
 
-    # the exploits, from the trials' own records: the bottom two copied one of the top two at epoch 2
+    # the exploit, from the trials' own records: the bottom trial copied the top one at epoch 2
     from study.pbt import read_events
 
     events = {t: read_events(client, run.info.run_id) for t, run in kids.items()}
     exploited = {t: e for t, e in events.items() if e}
-    assert len(exploited) == 2, events
+    assert len(exploited) == 1, events
     for trial_id, (event,) in exploited.items():
         donor = event["donor"]
         assert donor in kids and donor not in exploited and event["epoch"] == 2
@@ -131,12 +131,12 @@ def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
     import pandas as pd
 
     table = pd.read_parquet(tmp_path / "study_results" / "pbt_resume" / "results.parquet")
-    assert len(table) == 4 and set(table["status"]) == {"completed"} and set(table["epochs"]) == {4}
+    assert len(table) == 2 and set(table["status"]) == {"completed"} and set(table["epochs"]) == {4}
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("pbt_resume")
     kids = [r for r in client.search_runs([exp.experiment_id], max_results=100)
             if r.data.tags.get("srstudy.role") == "trial"]
-    assert len(kids) == 4
+    assert len(kids) == 2
     from study.pbt import read_events
 
     exploits = 0
@@ -148,4 +148,4 @@ def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
             exploits += 1
             h = history(client, run.info.run_id, "hp/optim.lr_g")
             assert h[event["epoch"] + 1] == pytest.approx(event["new"]["optim.lr_g"])
-    assert exploits >= 2  # the first decision's, recorded before the kill or after the resume
+    assert exploits >= 1  # the first decision's, recorded before the kill or after the resume
