@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from study.sections import Resources, flat_base, section
 from study.space import StudySpecError, check_keys, fail
 from trainables.config import ConfigError, load_config
-from trainables.yamlio import flatten, read_yaml as config_read_yaml
+from trainables.yamlio import read_yaml as config_read_yaml
 
 DEFAULT_PROFILE = "laptop"
 PROFILE_KEYS = ("description", "base", "resources")
@@ -50,12 +50,7 @@ def read_profile(path: Path) -> dict[str, Any]:
     raw = config_read_yaml(path, what="profile file", error=StudySpecError) or {}
     where = f"profile {path.stem}"
     check_keys(raw, where, PROFILE_KEYS, "a profile")
-    base = raw.get("base") or {}
-    if not isinstance(base, Mapping):
-        fail(f"{where}.base", f"got {base!r}, expected a mapping of trial-config overrides")
-    flat: dict[str, Any] = {}
-    for key, value in base.items():
-        flat.update(flatten(value, f"{key}.") if isinstance(value, Mapping) else {str(key): value})
+    flat = flat_base(raw.get("base"), f"{where}.base")
     try:
         load_config(overrides=flat)
     except ConfigError as exc:

@@ -51,15 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_spec(args: argparse.Namespace) -> StudySpec:
-    top = {}
-    if args.trials is not None:
-        top["trials"] = args.trials
-    if args.name is not None:
-        top["name"] = args.name
-    if args.storage is not None:
-        top["storage"] = args.storage
-    if args.tracking_uri is not None:
-        top["tracking_uri"] = args.tracking_uri
+    given = {"trials": args.trials, "name": args.name, "storage": args.storage, "tracking_uri": args.tracking_uri}
+    top = {key: value for key, value in given.items() if value is not None}
     spec = load_spec(args.spec, top, profile=args.profile)
     if args.overrides:
         spec = with_base_overrides(spec, parse_set_args(args.overrides))
@@ -95,7 +88,7 @@ def job_storage_problem(environ: Mapping[str, str], storage: str | None, trackin
         missing = " and ".join(n for n, v in (("--storage", storage), ("--tracking-uri", tracking_uri)) if v is None)
         return f"under `ray job submit` without {missing}, results would go to the job's temporary working dir; {fix}"
     db = sqlite_path(tracking_uri)
-    for flag, local in (("--storage", None if "://" in storage else Path(storage)), ("--tracking-uri", db)):
+    for flag, local in (("--storage", _local(storage)), ("--tracking-uri", db)):
         if local is not None and (not local.is_absolute() or cwd in local.resolve().parents):
             return f"{flag} {local}: inside the job's temporary working dir {cwd}, which Ray deletes; {fix}"
     return None

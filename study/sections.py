@@ -117,18 +117,18 @@ def section(cls: type, raw: Any, where: str) -> Any:
     return cls(**{k: coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
 
 
-def flat_base(raw: Any) -> dict[str, Any]:
+def flat_base(raw: Any, where: str = "base") -> dict[str, Any]:
     """`base` as flat dotted keys; nested sections and dotted keys may be mixed."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        fail("base", f"got {raw!r}, expected a mapping of trial-config overrides")
+        fail(where, f"got {raw!r}, expected a mapping of trial-config overrides")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         items = flatten(value, f"{key}.") if isinstance(value, Mapping) else {str(key): value}
         for dotted, v in items.items():
             if dotted in flat:
-                fail(f"base.{dotted}", "set twice (once nested, once dotted)")
+                fail(f"{where}.{dotted}", "set twice (once nested, once dotted)")
             flat[dotted] = v
     return flat
 

@@ -71,10 +71,6 @@ def check_keys(raw: Any, where: str, accepted: Sequence[str], what: str) -> None
             unknown(f"{where}.{key}", str(key), accepted, what)
 
 
-def describe(tp: Any) -> str:
-    return describe_type(tp)
-
-
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check a spec value against its annotation; int is accepted for float, nothing looser."""
     return coerce_value(value, tp, where, StudySpecError)
@@ -241,9 +237,9 @@ def parse_space(raw: Any, base: Mapping[str, Any]) -> dict[str, Param]:
         tp = FIELD_TYPES[key]
         if param.type in ("uniform", "loguniform") and not _accepts(tp, float):
             fail(f"space.{key}.type",
-                 f"a {param.type} range gives floats, but {key} takes {describe(tp)}; use int or categorical")
+                 f"a {param.type} range gives floats, but {key} takes {describe_type(tp)}; use int or categorical")
         if param.type == "int" and not _accepts(tp, int):
-            fail(f"space.{key}.type", f"an int range gives ints, but {key} takes {describe(tp)}")
+            fail(f"space.{key}.type", f"an int range gives ints, but {key} takes {describe_type(tp)}")
         space[key] = param
     _check_values(space, base)
     return space

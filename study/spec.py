@@ -50,13 +50,12 @@ from study.sections import (METRICS, Objective, Resources, Scheduler, Searcher, 
                             parse_objective, section)
 from study.space import Param, StudySpecError, coerce, fail, parse_param, parse_space, unknown
 from trainables.config import VIDEO_SOURCES, ConfigError, TrialConfig, apply_overrides, load_config
-from trainables.yamlio import parse_value as config_parse_value
 from trainables.config import read_yaml as config_read_yaml
 
 __all__ = [
     "METRICS", "TIME_ATTR", "DEFAULT_STORAGE", "StudySpecError", "Param", "Searcher", "Scheduler",
     "Objective", "Resources", "StudySpec", "from_dict", "load_spec", "with_base_overrides",
-    "parse_value", "read_yaml", "spec_hash", "trial_config", "searched_keys", "Claim", "parse_claims", "selection_metric",
+    "read_yaml", "spec_hash", "trial_config", "searched_keys", "Claim", "parse_claims", "selection_metric",
     "selection_values",
 ]
 
@@ -300,11 +299,6 @@ def _plain(tree: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def parse_value(text: str) -> Any:
-    """A `KEY=VALUE` value as a YAML scalar: `4` -> int, `1e-4` -> float, `null` -> None."""
-    return config_parse_value(text)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from study.spec import (
     StudySpecError,
     from_dict,
     load_spec,
-    parse_value,
     read_yaml,
     spec_hash,
     trial_config,
@@ -17,6 +16,7 @@ from study.spec import (
 )
 from tests.study.specs import spec_error
 from trainables.config import ConfigError, TrialConfig
+from trainables.yamlio import parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(REPO.glob("search_spaces/*.yaml"))
