@@ -40,7 +40,6 @@ RESAMPLES = 9999
 SEED = 0  # the bootstrap's generator seed: a report is reproducible
 POWER_Z = 0.8416  # z of 80% power, for the seeds-to-decide estimate
 NOT_COMPARED = ("seed",)  # settings that differ between groups by design
-VERDICTS = ("holds", "contradicted", "inconclusive", "not testable")
 
 
 @dataclass
