@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from reports.tables import MISSING, best_indices, fmt_mean_std, fmt_metric, mean_std, short_key
+from reports.tables import MISSING, best_indices, fmt_epochs, fmt_mean_std, fmt_metric, mean_std, short_key
 
 # benchmark sets in the paper's order; any other set found follows, by name
 KNOWN_SETS = ("set5", "set14", "bsd100", "urban100")
@@ -28,11 +28,6 @@ def test_sets(best: pd.DataFrame) -> list[str]:
 
 def set_label(name: str) -> str:
     return {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100", "urban100": "Urban100"}.get(name, name)
-
-
-def _epochs(values: pd.Series) -> str:
-    e = pd.to_numeric(values, errors="coerce").dropna().astype(int)
-    return MISSING if e.empty else str(e.min()) if e.min() == e.max() else f"{e.min()}–{e.max()}"
 
 
 def test_table(best: pd.DataFrame, groups: pd.DataFrame, keys: list[str],
@@ -63,7 +58,7 @@ def test_table(best: pd.DataFrame, groups: pd.DataFrame, keys: list[str],
         for j, (_, kind) in enumerate(cols):
             text = fmt_mean_std("val_" + kind, *stats[r["group"]][j])
             cells.append(f"**{text}**" if i in bold[j] else text)
-        cells.append(_epochs(g["test_epoch"]) if "test_epoch" in g else MISSING)
+        cells.append(fmt_epochs(g["test_epoch"]) if "test_epoch" in g else MISSING)
         rows.append(cells)
     ref = ["", "bicubic", *[""] * (len(keys) - 1 + 1)] if keys else ["bicubic", ""]
     for s, kind in cols:

@@ -256,9 +256,8 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     question = study.parent["description"] or spec.description
     if question:
         doc.para(f"**Question.** {question}")
-    counts = best["status"].value_counts()
-    doc.para(f"Parent run status **{study.parent['status']}**; {len(best)} trials ("
-             + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts) + ").")
+    doc.para(f"Parent run status **{study.parent['status']}**; {len(best)} trials "
+             f"({tables.fmt_statuses(best['status'])}).")
     if study.unfinished:
         doc.note(unfinished_message(study) + ": this report covers what exists so far; build it again when "
                  "the study ends.")
@@ -324,10 +323,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(args.out, "--out")
     study = load_study(args.study, uri, args.parent_run_id)
     out = Path(args.out) if args.out else Path("reports_out") / study.name
-    counts = study.trials["status"].value_counts()
-    print(f"study {study.name}: {len(study.trials)} trials ("
-          + ", ".join(f"{int(counts[s])} {s}" for s in tables.STATUSES if s in counts)
-          + f"), parent run {study.parent['run_id']} {study.parent['status']}, from {uri}")
+    print(f"study {study.name}: {len(study.trials)} trials ({tables.fmt_statuses(study.trials['status'])}), "
+          f"parent run {study.parent['run_id']} {study.parent['status']}, from {uri}")
     if study.unfinished:
         print(f"note: {unfinished_message(study)}; the report covers what exists so far")
     for note in study.notes:

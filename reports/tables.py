@@ -73,25 +73,33 @@ def short_key(key: str, keys: list[str]) -> str:
 
 
 def fmt_param(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
     if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+        return MISSING if math.isnan(value) else f"{value:.3g}"
+    return MISSING if value is None else str(value)
 
 
 def fmt_metric(metric: str, value: float) -> str:
     if value is None or not np.isfinite(value):
         return MISSING
-    if metric in DECIMALS:
-        return f"{value:.{DECIMALS[metric]}f}"
-    return f"{value:.4g}"
+    return f"{value:.{DECIMALS[metric]}f}" if metric in DECIMALS else f"{value:.4g}"
 
 
 def fmt_mean_std(metric: str, mean: float, std: float) -> str:
     """`30.50 ± 0.71`; the mean alone when there is no spread to show."""
     text = fmt_metric(metric, mean)
     return text if text == MISSING or not np.isfinite(std) else f"{text} ± {fmt_metric(metric, std)}"
+
+
+def fmt_statuses(statuses: pd.Series) -> str:
+    """`3 completed, 1 diverged`: trials per status, in STATUSES order."""
+    counts = statuses.value_counts()
+    return ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
+
+
+def fmt_epochs(values: pd.Series) -> str:
+    """The epochs a group's scores come from: `2`, or `2–3` when its trials differ."""
+    e = pd.to_numeric(values, errors="coerce").dropna().astype(int)
+    return MISSING if e.empty else str(e.min()) if e.min() == e.max() else f"{e.min()}–{e.max()}"
 
 
 # ----------------------------------------------------------------------------- per trial
@@ -201,9 +209,7 @@ def group_table(best: pd.DataFrame, spec: StudySpec, keys: list[str], bins: int 
                                "seeds": ", ".join(str(s) for s in sorted(g["seed"].dropna().unique()))}
         for m in shown_metrics(spec):
             row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = mean_std(g[m]) if m in g else (math.nan, math.nan, 0)
-        epochs = g["best_epoch"].dropna().astype(int)
-        row["best_epochs"] = (MISSING if epochs.empty else str(epochs.min()) if epochs.min() == epochs.max()
-                              else f"{epochs.min()}–{epochs.max()}")
+        row["best_epochs"] = fmt_epochs(g["best_epoch"])
         for status in STATUSES:
             row[status] = int((g["status"] == status).sum())
         row["d_gap_mean"], row["d_gap_std"], _ = mean_std(g["d_gap"])
@@ -331,12 +337,10 @@ def duration(seconds: float) -> str:
 def compute_used(best: pd.DataFrame, history: pd.DataFrame, spec: StudySpec,
                  parent: dict[str, Any]) -> list[tuple[str, str]]:
     """(quantity, value) rows: trials by status, epochs, summed train time, wall time, resources."""
-    counts = best["status"].value_counts()
-    status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
     train = float(best["train_time_total_s"].sum())
     res = spec.resources
     workers, cpus, gpus = res.workers, res.cpus_per_worker, res.gpus_per_worker
-    rows = [("trials", f"{len(best)} ({status})"),
+    rows = [("trials", f"{len(best)} ({fmt_statuses(best['status'])})"),
             ("configurations x repeats", f"{spec.trials} x {spec.repeats}"),
             ("epochs trained (all trials)", str(int(best["epochs"].sum()))),
             ("train time (sum of train_time_s)", duration(train))]
