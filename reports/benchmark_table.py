@@ -12,10 +12,8 @@ import math
 
 import pandas as pd
 
-from reports.tables import MISSING, best_indices, fmt_epochs, fmt_mean_std, fmt_metric, mean_std, short_key
-
-# benchmark sets in the paper's order; any other set found follows, by name
-KNOWN_SETS = ("set5", "set14", "bsd100", "urban100")
+from reports.tables import MISSING, fmt_epochs, fmt_metric, mean_std, mean_std_cells, ref_cells, short_key
+from trainables.metric_names import TEST_SETS  # the paper's benchmark sets, in its order
 
 
 def test_sets(best: pd.DataFrame) -> list[str]:
@@ -23,7 +21,7 @@ def test_sets(best: pd.DataFrame) -> list[str]:
     found = {c[len("test_"):-len("_psnr")] for c in best.columns
              if c.startswith("test_") and c.endswith("_psnr") and "_bicubic_" not in c
              and pd.to_numeric(best[c], errors="coerce").notna().any()}
-    return [s for s in KNOWN_SETS if s in found] + sorted(found - set(KNOWN_SETS))
+    return [s for s in TEST_SETS if s in found] + sorted(found - set(TEST_SETS))
 
 
 def set_label(name: str) -> str:
@@ -37,32 +35,22 @@ def test_table(best: pd.DataFrame, groups: pd.DataFrame, keys: list[str],
     Cells are mean ± sample std over a group's trials; the best group per column in bold.
     `test epoch` is the epoch each score comes from (the trials' selected epochs).
     """
-    header = ["#", *[short_key(k, keys) for k in keys], "n"]
-    for s in sets:
-        header += [f"{set_label(s)} PSNR", f"{set_label(s)} SSIM"]
-    header += ["test epoch"]
     cols = [(s, kind) for s in sets for kind in ("psnr", "ssim")]
-    stats: dict[str, list[tuple[float, float]]] = {}
-    for label in groups["group"]:
-        g = best[best["group"] == label]
-        stats[label] = [mean_std(g[f"test_{s}_{k}"])[:2] if f"test_{s}_{k}" in g else (math.nan, math.nan)
-                        for s, k in cols]
-    bold = []
-    for j, (_, kind) in enumerate(cols):
-        means = pd.Series([stats[label][j][0] for label in groups["group"]], index=groups.index)
-        bold.append(best_indices(means, "max", "val_" + kind))
+    header = ["#", *[short_key(k, keys) for k in keys], "n", *[f"{set_label(s)} {kind.upper()}" for s, kind in cols],
+              "test epoch"]
+    by_group = [best[best["group"] == label] for label in groups["group"]]
+    columns = []
+    for s, kind in cols:
+        name = f"test_{s}_{kind}"
+        found = pd.DataFrame([mean_std(g[name]) if name in g else (math.nan, math.nan, 0) for g in by_group],
+                             index=groups.index, columns=["mean", "std", "n"])
+        columns.append(mean_std_cells(found["mean"], found["std"], "val_" + kind, "max"))
     rows = []
-    for i, r in groups.iterrows():
-        g = best[best["group"] == r["group"]]
-        cells = [str(r["rank"]), *[r[k] for k in keys], str(r["n"])]
-        for j, (_, kind) in enumerate(cols):
-            text = fmt_mean_std("val_" + kind, *stats[r["group"]][j])
-            cells.append(f"**{text}**" if i in bold[j] else text)
-        cells.append(fmt_epochs(g["test_epoch"]) if "test_epoch" in g else MISSING)
-        rows.append(cells)
-    ref = ["", "bicubic", *[""] * (len(keys) - 1 + 1)] if keys else ["bicubic", ""]
+    for (_, r), g, cells in zip(groups.iterrows(), by_group, zip(*columns)):
+        rows.append([str(r["rank"]), *[r[k] for k in keys], str(r["n"]), *cells,
+                     fmt_epochs(g["test_epoch"]) if "test_epoch" in g else MISSING])
+    ref = ref_cells("bicubic", keys)
     for s, kind in cols:
         name = f"test_{s}_bicubic_{kind}"
         ref.append(fmt_metric("val_" + kind, mean_std(best[name])[0]) if name in best else MISSING)
-    ref.append("")
-    return header, [ref], rows
+    return header, [ref + [""]], rows

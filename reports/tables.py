@@ -277,6 +277,18 @@ def best_indices(col: pd.Series, rule: str, metric: str) -> set[int]:
     return {int(i) for i in v.index if v.notna()[i] and shown[i] == shown[score.idxmax()]}
 
 
+def mean_std_cells(means: pd.Series, stds: pd.Series, metric: str, rule: str) -> list[str]:
+    """`mean ± std` per row, the rows holding the best mean (see `best_indices`) in **bold**."""
+    bold = best_indices(means, rule, metric)
+    cells = [fmt_mean_std(metric, mean, std) for mean, std in zip(means, stds)]
+    return [f"**{text}**" if i in bold else text for i, text in zip(means.index, cells)]
+
+
+def ref_cells(label: str, keys: list[str]) -> list[str]:
+    """A reference row's cells under `#`, the searched keys and `n`: the label under the first key, else under `#`."""
+    return ["", label, *[""] * len(keys)] if keys else [label, ""]
+
+
 def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: StudySpec,
                keys: list[str]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """(header, reference rows, ranked rows) of display strings; the best group per metric in **bold**."""
@@ -285,23 +297,16 @@ def main_table(groups: pd.DataFrame, bicubic: pd.DataFrame, spec: StudySpec,
     multi = "pareto" in groups
     header = ["#", *[short_key(k, keys) for k in keys], "n", *[LABELS.get(m, m) for m in metrics],
               *(["Pareto"] if multi else []), "best epoch", "diverged", "stopped early", "D(real)−D(fake)"]
-    bold = {m: best_indices(groups[f"{m}_mean"], modes.get(m, BETTER.get(m, "max")), m) for m in metrics}
+    columns = [mean_std_cells(groups[f"{m}_mean"], groups[f"{m}_std"], m, modes.get(m, BETTER.get(m, "max")))
+               for m in metrics]
     rows = []
-    for i, r in groups.iterrows():
-        cells = [str(r["rank"]), *[r[k] for k in keys], str(r["n"])]
-        for m in metrics:
-            text = fmt_mean_std(m, r[f"{m}_mean"], r[f"{m}_std"])
-            cells.append(f"**{text}**" if i in bold[m] else text)
-        if multi:
-            cells.append("yes" if r["pareto"] else "")
-        cells += [r["best_epochs"], f"{r['diverged']}/{r['n']}", f"{r['stopped early']}/{r['n']}",
-                  fmt_mean_std("d_gap", r["d_gap_mean"], r["d_gap_std"])]
-        rows.append(cells)
-    refs = [["", b["label"], *[""] * (len(keys) - 1 + 1),
-             *[fmt_mean_std(m, b[f"{m}_mean"], b[f"{m}_std"]) for m in metrics], *[""] * (4 + multi)]
-            for _, b in bicubic.iterrows()]
-    if not keys:  # no key column to hold the label: put it in the rank column
-        refs = [[b["label"], "", *r[2:]] for b, r in zip(bicubic.to_dict("records"), refs)]
+    for (_, r), cells in zip(groups.iterrows(), zip(*columns)):
+        rows.append([str(r["rank"]), *[r[k] for k in keys], str(r["n"]), *cells,
+                     *(["yes" if r["pareto"] else ""] if multi else []), r["best_epochs"],
+                     f"{r['diverged']}/{r['n']}", f"{r['stopped early']}/{r['n']}",
+                     fmt_mean_std("d_gap", r["d_gap_mean"], r["d_gap_std"])])
+    refs = [[*ref_cells(b["label"], keys), *[fmt_mean_std(m, b[f"{m}_mean"], b[f"{m}_std"]) for m in metrics],
+             *[""] * (4 + multi)] for _, b in bicubic.iterrows()]
     return header, refs, rows
 
 
