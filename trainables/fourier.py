@@ -41,7 +41,6 @@ from trainables.degrade import bicubic_up
 
 EPS = 1e-3  # amplitude floor of the phasor and amplitude guards (images in [-1, 1], orthonormal FFT)
 FOURIER_TERMS = ("amplitude", "phase", "both")
-D_DOMAINS = ("spatial", "fourier", "dual")
 # generator domains -> channels per colour channel of their representation
 G_DOMAINS = {"spatial": 1, "fft_real": 1, "fft_logamp": 3, "fft_complex": 2}
 SPECTRAL_CHANNELS = 9  # D's input per image: log amplitude, cos and sin of the phase, x 3 colours

@@ -24,9 +24,6 @@ import torch
 
 from trainables.config import OptimConfig, TrialConfig
 
-# metric names of the rates in force, reported per epoch (only those of the epoch's phase)
-RATE_KEYS = ("lr_pretrain_now", "lr_g_now", "lr_d_now")
-
 
 def lr_factor(cfg: OptimConfig, epoch: int, epochs: int) -> float:
     """The multiplier of the base rate in epoch `epoch` (0-based) of a phase of `epochs` epochs."""
