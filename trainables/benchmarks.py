@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 import time
@@ -35,6 +34,7 @@ from trainables import degrade as _degrade
 from trainables import evaluate as _evaluate
 from trainables import metrics as _metrics
 from trainables.config import TrialConfig
+from trainables.decoded_cache import write_atomic
 from trainables.errors import UserError
 from trainables.evaluate import (UpscaleFn, benchmark_root, evaluate_folder, generator_upscaler, list_images,
                                  mean_scores, method_upscaler)
@@ -114,9 +114,7 @@ def bicubic_scores(folder: Path, images: Sequence[Path], scale: int) -> dict[str
     scores = mean_scores(evaluate_folder(folder, scale, method_upscaler("bicubic", scale), images))
     try:  # best effort: a read-only temp folder only costs the recomputation
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(scores))
-        os.replace(tmp, cache)
+        write_atomic(cache, lambda f: f.write(json.dumps(scores).encode()))
     except OSError:
         pass
     return scores

@@ -16,7 +16,6 @@ Clips are decoded into memory (use `data.limit` for large sets such as REDS).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from trainables.config import DataConfig
 from trainables.errors import UserError
-from trainables.sources import IMAGE_EXTENSIONS, decode_image, natural_key, val_indices
+from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, natural_key, val_indices
 from trainables.synthetic_video import builtin_clips
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -100,11 +99,7 @@ def _decode_clips(paths: Sequence[Path], patch_size: int) -> list[np.ndarray]:
     """Decode every clip (frames with a few threads; Pillow releases the GIL)."""
     jobs = [frame_paths(p) if p.is_dir() else p for p in paths]
     frames = [f for job in jobs if isinstance(job, list) for f in job]
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        decoded = dict(zip(frames, pool.map(lambda f: decode_image(f, patch_size), frames)))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    decoded = dict(zip(frames, map_threaded(lambda f: decode_image(f, patch_size), frames)))
     clips = []
     for path, job in zip(paths, jobs):
         stack = [decoded[f] for f in job] if isinstance(job, list) else read_video(job)

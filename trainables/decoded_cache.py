@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +34,18 @@ def code_fingerprint(files: Sequence[str | Path]) -> str:
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:16]
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """`write(f)` into a temporary file beside `path`, renamed into place: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def entry_path(kind: str, key: dict[str, Any]) -> Path:
@@ -57,11 +69,9 @@ def cached_groups(kind: str, key: dict[str, Any], build: Callable[[], Groups], e
     groups = build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        flat = [a for g in groups for a in g]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, sizes=np.array([len(g) for g in groups], np.int64), **{f"a{i}": a for i, a in enumerate(flat)})
-        os.replace(tmp, path)
+        sizes = np.array([len(g) for g in groups], np.int64)
+        arrays = {f"a{i}": a for i, a in enumerate(a for g in groups for a in g)}
+        write_atomic(path, lambda f: np.savez(f, sizes=sizes, **arrays))
     except OSError:  # a read-only or full home: the trial still runs, uncached
         pass
     return groups

@@ -25,18 +25,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trainables.config import DataConfig
+from trainables.decoded_cache import write_atomic
 from trainables.errors import UserError
-from trainables.sources import IMAGE_EXTENSIONS, decode_image, val_indices
+from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, val_indices
 
 TRAIN_FOLDER = "DIV2K_train_HR"
 VALID_FOLDER = "DIV2K_valid_HR"
@@ -145,23 +144,16 @@ def _decode_one(path: Path, root: Path, cache: Path | None, patch_size: int) -> 
                                 f"data.patch_size {patch_size}")
             return arr
     arr = decode_image(path, patch_size)
-    # write beside the entry and rename: trials that decode the same file at once never see half a file
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, entry)
+    try:  # trials that decode the same file at once never see half a file
+        write_atomic(entry, lambda f: np.save(f, arr))
     except OSError:
-        Path(tmp).unlink(missing_ok=True)  # a full disk costs the cache entry, not the run
+        pass  # a full disk costs the cache entry, not the run
     return arr
 
 
 def decode_cached(paths: list[Path], root: Path, cache: Path | None, patch_size: int) -> list[np.ndarray]:
-    """Decode `paths` in order through the cache, a few threads at a time (Pillow releases the GIL)."""
-    if len(paths) < 8:
-        return [_decode_one(p, root, cache, patch_size) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda p: _decode_one(p, root, cache, patch_size), paths))
+    """Decode `paths` in order through the cache, a few threads at a time."""
+    return map_threaded(lambda p: _decode_one(p, root, cache, patch_size), paths, serial_below=8)
 
 
 # ----------------------------------------------------------------------------- download

@@ -108,15 +108,20 @@ def ssim(sr_uint8: Tensor, hr_uint8: Tensor, scale: int) -> Tensor:
     return _ssim_y(*_pair(sr_uint8, hr_uint8, scale))
 
 
+def _windowed_power(y: Tensor) -> Tensor:
+    """(N, 1, h, w) float64 -> (N, 1, h, w) power spectrum, mean removed (so the window does not spread DC)
+    and Hann-windowed (tapers the borders so the FFT's periodic wrap adds no false edges)."""
+    h, w = y.shape[-2:]
+    y = y - y.mean(dim=(-2, -1), keepdim=True)
+    hann = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
+                       torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device))
+    return torch.fft.fft2(y * hann).abs().pow(2)
+
+
 def _high_band_energy(y: Tensor, scale: int) -> Tensor:
     """(N, 1, h, w) float64 -> (N,) spectral energy with max(|fx|, |fy|) > 0.5/scale cycles/px."""
     h, w = y.shape[-2:]
-    y = y - y.mean(dim=(-2, -1), keepdim=True)  # drop DC so the window does not spread it
-    hann = torch.outer(
-        torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
-        torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device),
-    )  # (h, w); tapers the borders so the FFT's periodic wrap adds no false edges
-    power = torch.fft.fft2(y * hann).abs().pow(2)  # (N, 1, h, w)
+    power = _windowed_power(y)  # (N, 1, h, w)
     fy = torch.fft.fftfreq(h, dtype=torch.float64, device=y.device).abs().view(h, 1)
     fx = torch.fft.fftfreq(w, dtype=torch.float64, device=y.device).abs().view(1, w)
     high = torch.maximum(fy, fx) > 0.5 / scale  # (h, w): outside the LR's Nyquist square
@@ -239,12 +244,7 @@ def _grid_masks(h: int, w: int, scale: int, device: torch.device) -> tuple[Tenso
 def _grid_energy(y: Tensor, scale: int) -> tuple[Tensor, Tensor]:
     """(N, 1, h, w) float64 Y -> (peak, ring) mean spectral power per bin, each (N,)."""
     h, w = y.shape[-2:]
-    y = y - y.mean(dim=(-2, -1), keepdim=True)
-    hann = torch.outer(
-        torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
-        torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device),
-    )
-    power = torch.fft.fft2(y * hann).abs().pow(2)[:, 0]  # (N, h, w)
+    power = _windowed_power(y)[:, 0]  # (N, h, w)
     peak, ring = _grid_masks(h, w, scale, y.device)
     return power[:, peak].mean(dim=1), power[:, ring].mean(dim=1)
 

@@ -31,7 +31,7 @@ import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -145,15 +145,20 @@ def decode_image(path: Path, patch_size: int = 0) -> np.ndarray:
     return arr if arr.ndim == 3 else np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
 
 
-def _decode_all(paths: list[Path], patch_size: int) -> list[np.ndarray]:
-    """Decode in order with a few threads (Pillow releases the GIL while decoding)."""
-    if len(paths) < 32:
-        return [decode_image(p, patch_size) for p in paths]
+def map_threaded(fn: Callable[[Any], Any], items: Sequence[Any], serial_below: int = 0) -> list[Any]:
+    """`fn` over `items` in order, on a few threads (Pillow releases the GIL while decoding); in this
+    thread alone for fewer than `serial_below` items."""
+    if len(items) < serial_below:
+        return [fn(item) for item in items]
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
-        return list(pool.map(lambda p: decode_image(p, patch_size), paths))
+        return list(pool.map(fn, items))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_all(paths: list[Path], patch_size: int) -> list[np.ndarray]:
+    return map_threaded(lambda p: decode_image(p, patch_size), paths, serial_below=32)
 
 
 # ----------------------------------------------------------------------------- builtin
