@@ -212,11 +212,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     _check(0 <= cfg.seed < 2**63, "seed", f"got {cfg.seed}, expected 0 <= seed < 2**63 (a 64-bit seed)")
     _check(d.patch_size >= 16 and d.patch_size % 16 == 0, "data.patch_size",
            f"got {d.patch_size}, expected a multiple of 16 (the discriminator halves it four times)")
-    _check(
-        d.patch_size % cfg.scale == 0,
-        "data.patch_size",
-        f"got {d.patch_size}, must be divisible by scale {cfg.scale}",
-    )
+    _check(d.patch_size % cfg.scale == 0, "data.patch_size",
+           f"got {d.patch_size}, must be divisible by scale {cfg.scale}")
     _check(d.source in ("builtin", "video_builtin") or d.path is not None, "data.path",
            f"source {d.source!r} needs a path (a folder or file)")
     _check(d.source not in ("builtin", "video_builtin") or d.path is None, "data.path",

@@ -35,9 +35,8 @@ class AdversarialLoss:
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
-    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
-        fake, torch.zeros_like(fake)
-    )
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
 
 
 def _bce_g(fake: Tensor) -> Tensor:
@@ -74,11 +73,7 @@ ADVERSARIAL = {
 }
 
 
-def gradient_penalty(
-    discriminator: nn.Module,
-    real: Tensor,
-    fake: Tensor,
-) -> Tensor:
+def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     """WGAN-GP: mean over samples of (||grad_x D(x)||_2 - 1)^2 at random interpolates x.
 
     x = eps * real + (1 - eps) * fake with one eps ~ U(0, 1) per sample; the norm is over
@@ -193,10 +188,7 @@ def load_vgg54(pretrained: bool = True) -> VGG54:
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     prefix = "features."
-    features = {
-        key[len(prefix) :]: value
-        for key, value in state.items()
-        if key.startswith(prefix) and int(key.split(".")[1]) < _VGG54_DEPTH
-    }
+    features = {key[len(prefix):]: value for key, value in state.items()
+                if key.startswith(prefix) and int(key.split(".")[1]) < _VGG54_DEPTH}
     model.features.load_state_dict(features, strict=True)
     return model

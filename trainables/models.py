@@ -45,15 +45,8 @@ def resize_conv_up(channels: int) -> nn.Module:
     )
 
 
-# Explicit name -> builder lookup; the names are `config.Upsampler`'s Literal.
-UPSAMPLERS = {
-    "pixel_shuffle": pixel_shuffle_up,
-    "resize_conv": resize_conv_up,
-}
-
+UPSAMPLERS = {"pixel_shuffle": pixel_shuffle_up, "resize_conv": resize_conv_up}  # config.Upsampler's names
 GLOBAL_SKIPS = ("none", "bicubic")
-
-
 G_NORMS = ("batch", "none")
 
 
@@ -178,9 +171,8 @@ class Discriminator(nn.Module):
     def __init__(self, patch_size: int, channels: int, dense: int, norm: str = "batch") -> None:
         super().__init__()
         if patch_size <= 0 or patch_size % 16:
-            raise ValueError(
-                f"patch_size: got {patch_size}, the discriminator needs a multiple of 16 (4 stride-2 convs)"
-            )
+            raise ValueError(f"patch_size: got {patch_size}, the discriminator needs a multiple of 16 "
+                             "(4 stride-2 convs)")
         if norm not in NORMS:
             raise ValueError(f"norm: got {norm!r}, expected one of {', '.join(NORMS)}")
         self.patch_size = patch_size
@@ -207,9 +199,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.patch_size, self.patch_size):
-            raise ValueError(
-                f"discriminator built for {self.patch_size}x{self.patch_size} patches, got {tuple(x.shape[-2:])}"
-            )
+            raise ValueError(f"discriminator built for {self.patch_size}x{self.patch_size} patches, "
+                             f"got {tuple(x.shape[-2:])}")
         return self.head(self.features(x)).squeeze(1)  # (B,)
 
 
@@ -224,17 +215,11 @@ def build_generator(cfg: TrialConfig) -> nn.Module:
         net = Generator(cfg.scale, m.g_channels, m.g_blocks, m.upsampler, "none", 3 * G_DOMAINS[m.g_domain],
                         norm=m.g_norm)
         return SpectralGenerator(m.g_domain, net, cfg.scale, m.global_skip)
-    return Generator(
-        scale=cfg.scale,
-        channels=m.g_channels,
-        blocks=m.g_blocks,
-        upsampler=m.upsampler,
-        global_skip=m.global_skip,
-        in_channels=3 * frames,  # frames t-k..t+k stacked frame-major
-        head=TemporalHead(frames, m.g_channels, m.temporal_input) if frames > 1 else None,
-        skip_frame=frames // 2,  # the centre frame t
-        norm=m.g_norm,
-    )
+    return Generator(cfg.scale, m.g_channels, m.g_blocks, m.upsampler, m.global_skip,
+                     in_channels=3 * frames,  # frames t-k..t+k stacked frame-major
+                     head=TemporalHead(frames, m.g_channels, m.temporal_input) if frames > 1 else None,
+                     skip_frame=frames // 2,  # the centre frame t
+                     norm=m.g_norm)
 
 
 def build_discriminator(cfg: TrialConfig) -> nn.Module:
@@ -244,12 +229,8 @@ def build_discriminator(cfg: TrialConfig) -> nn.Module:
         plain = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_domain="spatial"))
         fourier = FourierDiscriminator(build_discriminator(plain))  # a plain D with a 9-channel first conv
         return fourier if cfg.model.d_domain == "fourier" else DualDiscriminator(build_discriminator(plain), fourier)
-    return Discriminator(
-        patch_size=cfg.data.patch_size,
-        channels=cfg.model.d_channels,
-        dense=cfg.model.d_dense,
-        norm=cfg.model.d_norm,
-    )
+    m = cfg.model
+    return Discriminator(cfg.data.patch_size, m.d_channels, m.d_dense, norm=m.d_norm)
 
 
 def count_parameters(module: nn.Module) -> int:

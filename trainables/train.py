@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import signal
     import sys
+    import threading
 
     from trainables.config import dump_yaml, load_config
     from trainables.yamlio import parse_set_args
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.init_process_group(backend)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     say = print if main_rank else (lambda *a, **k: None)
-    if threading_is_main():
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
         # Ctrl-C / SIGINT is KeyboardInterrupt even where the launcher started us with SIGINT ignored
         # (a background job of a non-interactive shell): a scheduler's SIGINT always ends the run with 130
@@ -242,12 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     if main_rank:
         _print_table(result, out, cfg.scale)
     return 0 if result["status"] == "completed" else 1
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _drop_if_empty(out: Path, created: Path | None) -> None:
