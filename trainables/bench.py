@@ -57,12 +57,8 @@ def bench_config(overrides: Mapping[str, Any], steps: int) -> TrialConfig:
                                   "schedule.patches_per_epoch": steps * probe.schedule.batch_size})
 
 
-def run_bench(
-    cfg: TrialConfig,
-    modes: Sequence[str] = MODES,
-    repeats: int = 5,
-    progress: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
+def run_bench(cfg: TrialConfig, modes: Sequence[str] = MODES, repeats: int = 5,
+              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Images/s of `Trainer.run_epoch` and of `bare_run` per mode, alternating runs.
 
     One epoch of `cfg` (schedule.patches_per_epoch patches) is one timed run. Returns one

@@ -38,16 +38,18 @@ TEAR_ENV = "SRSTUDY_TEAR_CHECKPOINT"
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) RNG states as tensors, ints and lists."""
     version, internal, gauss = random.getstate()  # (3, tuple of 625 ints, None or float)
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # ('MT19937', (624,) uint32, int, int, float)
-    state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
-        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
+    state: dict[str, Any] = {"python": [version, list(internal), gauss],
+                             "numpy": numpy_rng_state(np.random.get_state()), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def numpy_rng_state(legacy: tuple) -> dict[str, Any]:
+    """numpy's ('MT19937', (624,) uint32 keys, pos, has_gauss, cached_gaussian) as a tensor and plain values."""
+    name, keys, pos, has_gauss, cached = legacy
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -152,10 +154,8 @@ def upgrade(folder: str | Path) -> Path:
     if state.get("format") == FORMAT:
         return path
     version, internal, gauss = state["rng"]["python"]
-    name, keys, pos, has_gauss, cached = state["rng"]["numpy"]
     state["rng"] = {**state["rng"], "python": [version, list(internal), gauss],
-                    "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-                              "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+                    "numpy": numpy_rng_state(state["rng"]["numpy"])}
     state["format"] = FORMAT
     tmp = path / (STATE_FILE + ".tmp")
     torch.save(state, tmp)

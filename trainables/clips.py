@@ -23,7 +23,7 @@ import numpy as np
 
 from trainables.config import DataConfig
 from trainables.errors import UserError
-from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, natural_key, val_indices
+from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, natural_key, split_by_rule, val_indices
 from trainables.synthetic_video import builtin_clips
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -62,8 +62,7 @@ def load_clips(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     clips = _decode_clips(found, cfg.patch_size)
     for i, (path, clip) in enumerate(zip(found, clips)):  # video files: their length is known once decoded
         check_length(i, path, clip.shape[0])
-    return ([c for i, c in enumerate(clips) if i not in val_set],
-            [c for i, c in enumerate(clips) if i in val_set])
+    return split_by_rule(clips, cfg.val_images)
 
 
 def _path_key(path: Path, root: Path) -> tuple:

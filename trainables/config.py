@@ -291,11 +291,8 @@ def from_dict(tree: Mapping[str, Any]) -> TrialConfig:
     return validate(build_dataclass(TrialConfig, tree))
 
 
-def load_config(
-    path: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    base: Mapping[str, Any] | None = None,
-) -> TrialConfig:
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                base: Mapping[str, Any] | None = None) -> TrialConfig:
     """Defaults <- `base` mapping <- YAML file <- dotted overrides, then validate."""
     tree: dict[str, Any] = deep_copy(base or {})
     if path is not None:

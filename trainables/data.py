@@ -233,14 +233,6 @@ def make_loader(dataset: EpochDataset, batch_size: int, num_workers: int = 0, ra
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
                                      shuffle=False, seed=seed, drop_last=True)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=True,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(seed),  # seeds workers; items need no randomness
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=num_workers,
+                      drop_last=True, persistent_workers=True, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))  # seeds workers; items need no randomness

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from trainables.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -39,8 +41,6 @@ def pick_device(requested: str, info: DistInfo) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        from trainables.config import ConfigError
-
         raise ConfigError("runtime.device: 'cuda' requested but no CUDA device is visible; use 'auto' or 'cpu'")
     index = info.local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
@@ -72,4 +72,3 @@ def broadcast(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-

@@ -35,7 +35,7 @@ import numpy as np
 from trainables.config import DataConfig
 from trainables.decoded_cache import write_atomic
 from trainables.errors import UserError
-from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, val_indices
+from trainables.sources import IMAGE_EXTENSIONS, decode_image, map_threaded, split_by_rule
 
 TRAIN_FOLDER = "DIV2K_train_HR"
 VALID_FOLDER = "DIV2K_valid_HR"
@@ -80,18 +80,15 @@ def load_div2k(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
                         f"{TRAIN_FOLDER}/0001.png ..., {VALID_FOLDER}/0801.png ...); set data.download=true "
                         "on a machine with internet to fetch it")
     valid_paths = _images_in(root / VALID_FOLDER)
+    train_paths = train_paths[: cfg.limit]
     if valid_paths:
         m = min(cfg.val_images, len(valid_paths))
         val_paths = [valid_paths[(2 * k + 1) * len(valid_paths) // (2 * m)] for k in range(m)]
-        train_paths = train_paths[: cfg.limit]
     else:
-        train_paths = train_paths[: cfg.limit]
         if len(train_paths) < 2:
             raise UserError(f"data.path {root}: found {len(train_paths)} image(s) and no {VALID_FOLDER}/; need at "
                             "least 2 (one to train on, one to validate)")
-        held = set(val_indices(len(train_paths), cfg.val_images))
-        val_paths = [p for i, p in enumerate(train_paths) if i in held]
-        train_paths = [p for i, p in enumerate(train_paths) if i not in held]
+        train_paths, val_paths = split_by_rule(train_paths, cfg.val_images)
     cache = cache_folder(root) if cfg.cache_decoded else None
     return (decode_cached(train_paths, root, cache, cfg.patch_size),
             decode_cached(val_paths, root, cache, cfg.patch_size))
@@ -160,11 +157,8 @@ def decode_cached(paths: list[Path], root: Path, cache: Path | None, patch_size:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify(path: Path, archive: Archive) -> None:

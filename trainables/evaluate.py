@@ -25,7 +25,7 @@ from torch import Tensor
 from trainables import checkpoint
 from trainables.config import TrialConfig
 from trainables.degrade import bicubic_down, bicubic_up, model_to_01, modcrop, nearest_up, to_float01, to_uint8
-from trainables.errors import ArgumentParser, UserError, one_line_errors
+from trainables.errors import ArgumentParser, UserError, first_line, one_line_errors
 from trainables.models import build_generator
 from trainables.metrics import METRIC_NAMES, SSIM_WINDOW, score_pair
 from trainables.sources import IMAGE_EXTENSIONS, read_image
@@ -74,9 +74,8 @@ def read_checkpoint(folder: str | Path, flag: str, need: Sequence[str] = GENERAT
     except UserError as exc:
         raise UserError(f"{flag}: {exc}") from None
     except Exception as exc:  # unpickling errors, YAML errors, schema errors of an old format
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise UserError(f"{flag} {folder}: unreadable checkpoint ({type(exc).__name__}: {reason}); pass a "
-                        "checkpoint folder written by trainables.train") from None
+        raise UserError(f"{flag} {folder}: unreadable checkpoint ({type(exc).__name__}: {first_line(exc, 160)}); "
+                        "pass a checkpoint folder written by trainables.train") from None
     missing = [k for k in need if not isinstance(state, dict) or k not in state]
     if missing:
         got = f"a {type(state).__name__}" if not isinstance(state, dict) else f"keys {', '.join(map(str, state)) or 'none'}"
@@ -217,11 +216,7 @@ def _run(argv: Sequence[str] | None) -> None:
     if args.scale not in SCALES:
         raise UserError(f"--scale {args.scale}: not supported for evaluation (accepted: {', '.join(map(str, SCALES))})")
     list_images(args.data, where=f"--data {args.data}")  # check the folder here so errors name the flag
-    if generator_cfg is not None:
-        upscale_fn = generator_upscaler(generator)
-    else:
-        upscale_fn = method_upscaler(args.method, args.scale)
-
+    upscale_fn = method_upscaler(args.method, args.scale) if generator_cfg is None else generator_upscaler(generator)
     rows = evaluate_folder(args.data, args.scale, upscale_fn)
     mean = mean_scores(rows)
     if args.json:

@@ -180,12 +180,10 @@ def load_vgg54(pretrained: bool = True) -> VGG54:
         return model
     path = vgg19_weights_path()
     if not path.is_file():
-        raise UserError(
-            f"VGG-19 ImageNet weights not found at {path} (needed because loss.vgg_weight > 0): "
-            "on a machine with internet run "
-            "python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\" "
-            "to fill that cache (or point TORCH_HOME at a copy), or set loss.vgg_weight=0 to use pixel MSE"
-        )
+        raise UserError(f"VGG-19 ImageNet weights not found at {path} (needed because loss.vgg_weight > 0): "
+                        "on a machine with internet run "
+                        "python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\" "
+                        "to fill that cache (or point TORCH_HOME at a copy), or set loss.vgg_weight=0 to use pixel MSE")
     state = torch.load(path, map_location="cpu", weights_only=True)
     prefix = "features."
     features = {key[len(prefix):]: value for key, value in state.items()

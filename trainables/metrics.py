@@ -90,9 +90,8 @@ def _ssim_y(x: Tensor, y: Tensor) -> Tensor:
     var_x = blur(x * x) - mu_x**2
     var_y = blur(y * y) - mu_y**2
     cov_xy = blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov_xy + SSIM_C2)) / (
-        (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    )
+    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov_xy + SSIM_C2)
+                / ((mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)))
     return ssim_map.mean(dim=(1, 2, 3))
 
 

@@ -29,20 +29,14 @@ def _conv(c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> 
 
 def pixel_shuffle_up(channels: int) -> nn.Module:
     """x2: conv3x3 to 4C, PixelShuffle(2), PReLU. Can show a gridding artifact early on."""
-    return nn.Sequential(
-        _conv(channels, 4 * channels, 3),  # (B, 4C, h, w)
-        nn.PixelShuffle(2),  # (B, C, 2h, 2w)
-        nn.PReLU(channels),
-    )
+    # (B, C, h, w) -> (B, 4C, h, w) -> (B, C, 2h, 2w)
+    return nn.Sequential(_conv(channels, 4 * channels, 3), nn.PixelShuffle(2), nn.PReLU(channels))
 
 
 def resize_conv_up(channels: int) -> nn.Module:
     """x2: nearest-neighbour resize, conv3x3, PReLU (avoids checkerboard/grid artifacts)."""
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"),  # (B, C, 2h, 2w)
-        _conv(channels, channels, 3),
-        nn.PReLU(channels),
-    )
+    # (B, C, h, w) -> (B, C, 2h, 2w)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(channels, channels, 3), nn.PReLU(channels))
 
 
 UPSAMPLERS = {"pixel_shuffle": pixel_shuffle_up, "resize_conv": resize_conv_up}  # config.Upsampler's names
@@ -93,18 +87,8 @@ class Generator(nn.Module):
     video generator's 3D-conv front end (`trainables.temporal.TemporalHead`).
     """
 
-    def __init__(
-        self,
-        scale: int,
-        channels: int,
-        blocks: int,
-        upsampler: str,
-        global_skip: str,
-        in_channels: int = 3,
-        head: nn.Module | None = None,
-        skip_frame: int = 0,
-        norm: str = "batch",
-    ) -> None:
+    def __init__(self, scale: int, channels: int, blocks: int, upsampler: str, global_skip: str, in_channels: int = 3,
+                 head: nn.Module | None = None, skip_frame: int = 0, norm: str = "batch") -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale: got {scale}, expected a power of 2 (2, 4, ...)")
@@ -190,12 +174,8 @@ class Discriminator(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         side = patch_size // 16
-        self.head = nn.Sequential(
-            nn.Flatten(),  # (B, 8C * P/16 * P/16)
-            nn.Linear(c_in * side * side, dense),
-            _lrelu(),
-            nn.Linear(dense, 1),
-        )
+        # (B, 8C, P/16, P/16) -> (B, 8C * P/16 * P/16) -> (B, dense) -> (B, 1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dense), _lrelu(), nn.Linear(dense, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.patch_size, self.patch_size):

@@ -81,7 +81,7 @@ def run_budget(cfg: TrialConfig, minutes: float, clock: Callable[[], float], out
     def report(metrics: dict[str, Any], ckpt: str | None) -> None:
         used = clock() - start
         history.append({**metrics, "used_s": used, "checkpoint": ckpt})
-        rate = next((metrics[k] for k in ("lr_pretrain_now",) if k in metrics), float("nan"))
+        rate = metrics.get("lr_pretrain_now", float("nan"))
         say(f"epoch {metrics['epoch']:3d}  loss_pixel {metrics['loss_pixel']:.5f}  lr {rate:.2e}  "
             f"val PSNR {metrics.get('val_psnr', float('nan')):.2f} dB  [{used / 60:.1f} / {minutes:g} min]")
         if used >= budget and metrics["status"] == "running":

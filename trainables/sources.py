@@ -85,10 +85,13 @@ def read_images(cfg: DataConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if len(images) < 2:
         raise UserError(f"data.path {cfg.path}: found {len(images)} image(s); need at least 2 "
                         "(one to train on, one to validate)")
-    val_set = set(val_indices(len(images), cfg.val_images))
-    train = [img for i, img in enumerate(images) if i not in val_set]
-    val = [img for i, img in enumerate(images) if i in val_set]
-    return train, val
+    return split_by_rule(images, cfg.val_images)
+
+
+def split_by_rule(items: Sequence[Any], val_images: int) -> tuple[list[Any], list[Any]]:
+    """(train, val), each in the items' order: the items at `val_indices` validate, the others train."""
+    held = set(val_indices(len(items), val_images))
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
 
 
 def val_indices(n: int, val_images: int) -> list[int]:
@@ -119,12 +122,11 @@ def read_image(path: Path, patch_size: int = 0) -> np.ndarray:
                 from PIL import ImageOps
 
                 im = ImageOps.exif_transpose(im)
-            arr = _pixels(im)
+            return _pixels(im)
     except UserError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: not a readable image ({_one_line(exc)})") from None
-    return arr
 
 
 def _pixels(im: Image.Image) -> np.ndarray:

@@ -7,8 +7,12 @@ torch.distributed, results leave through the `report(metrics, checkpoint_dir)` c
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,15 +21,17 @@ import torch
 from torch import Tensor
 
 from trainables import checkpoint
-from trainables.config import VIDEO_SOURCES, TrialConfig
+from trainables.config import VIDEO_SOURCES, TrialConfig, dump_yaml, load_config
 from trainables.data import EpochDataset, TrainPatches, load_images, make_loader, val_patches
 from trainables.distributed import broadcast, dist_info, pick_device
+from trainables.errors import ArgumentParser, UserError, check_writable_dir
 from trainables.grids import save_grid
 from trainables.validation import Validator
 from trainables.benchmarks import score_benchmarks
 from trainables.stability import gan_stability
 from trainables.trainer import Trainer
 from trainables.video import video_data
+from trainables.yamlio import parse_set_args
 
 Report = Callable[[dict[str, Any], "str | None"], None]
 
@@ -41,13 +47,8 @@ def trial_data(cfg: TrialConfig) -> tuple[EpochDataset, Tensor, Tensor | None]:
     return dataset, val_patches(val_images, cfg.data.patch_size, cfg.data.val_patches_per_image), None
 
 
-def train(
-    cfg: TrialConfig,
-    report: Report | None = None,
-    out_dir: str | Path | None = None,
-    resume_from: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+def train(cfg: TrialConfig, report: Report | None = None, out_dir: str | Path | None = None,
+          resume_from: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train one model; call `report(metrics, checkpoint_dir)` after every epoch.
 
     `metrics` are the same on every rank; `checkpoint_dir` is a folder on rank 0 and
@@ -109,8 +110,7 @@ def train(
                     trainer.gan_start_psnr = val["val_psnr"]
                 else:
                     trainer.gan_curve.append(val["val_psnr"])
-                save_grid(grid, out / "grids" / f"epoch_{trainer.epoch:04d}.png")
-                metrics["grid_path"] = str(out / "grids" / f"epoch_{trainer.epoch:04d}.png")
+                metrics["grid_path"] = str(save_grid(grid, out / "grids" / f"epoch_{trainer.epoch:04d}.png"))
             metrics.update(best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch)
             if phase == "gan" and trainer.gan_curve:
                 metrics.update(gan_stability(trainer.gan_start_psnr, trainer.gan_curve))
@@ -174,7 +174,6 @@ def _epoch_line(m: dict[str, Any]) -> str:
 
 def _check_resume(cfg: TrialConfig, folder: str) -> None:
     """--resume: a readable checkpoint of the same model (sizes, scale, frames), or one line saying why not."""
-    from trainables.errors import UserError
     from trainables.evaluate import RESUME_KEYS, read_checkpoint
 
     saved, _ = read_checkpoint(folder, "--resume", need=RESUME_KEYS)
@@ -191,15 +190,6 @@ def _on_sigterm(signum: int, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-    import signal
-    import sys
-    import threading
-
-    from trainables.config import dump_yaml, load_config
-    from trainables.yamlio import parse_set_args
-    from trainables.errors import ArgumentParser, UserError, check_writable_dir
-
     parser = ArgumentParser(prog="python -m trainables.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="YAML trial config (defaults for anything it omits)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

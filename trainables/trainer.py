@@ -30,6 +30,7 @@ from trainables.video import centre_frame
 
 # The train metrics each epoch reports (means over its steps; summed on the device, one sync per epoch).
 LOSS_KEYS = ("loss_pixel", "loss_vgg", "loss_adv", "loss_g", "loss_d", "loss_gp", "d_real", "d_fake", "loss_fourier")
+OPTIMIZERS = ("opt_pre", "opt_g", "opt_d")  # the Trainer attributes, and their checkpoint keys
 DIVERGENCE_CHECK_EVERY = 20  # steps between finiteness checks (each costs a device sync)
 
 
@@ -102,9 +103,7 @@ class Trainer:
             "generator": self.eval_generator().state_dict(),
             **ema,
             "discriminator": unwrap(self.discriminator).state_dict(),
-            "opt_pre": self.opt_pre.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            **{key: getattr(self, key).state_dict() for key in OPTIMIZERS},
             "epoch": self.epoch,
             "phase": self.phase(self.epoch - 1) if self.epoch else "pretrain",
             "g_steps": self.g_steps,
@@ -121,9 +120,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["generator"], state.get("ema_updates", 0))
         unwrap(self.discriminator).load_state_dict(state["discriminator"])
-        self.opt_pre.load_state_dict(state["opt_pre"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        for key in OPTIMIZERS:
+            getattr(self, key).load_state_dict(state[key])
         for key in ("epoch", "g_steps", "d_steps", "best_psnr", "best_epoch"):
             setattr(self, key, state[key])
         self.best_generator = state.get("best_generator")

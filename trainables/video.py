@@ -24,6 +24,9 @@ from trainables.data import EpochDataset, val_patches
 from trainables.sampler import area_draw, transforms, uniform_below
 
 
+PLAN_KEYS = ("k", "centre", "top", "left", "t", "backwards")  # a TrainWindows plan's draws per item
+
+
 class VideoData(NamedTuple):
     train: "TrainWindows"
     val_hr: Tensor  # (N, T*3, P, P) uint8 validation windows, step-major (see `val_windows`)
@@ -104,14 +107,12 @@ class TrainWindows(EpochDataset):
     def locate(self, i: int) -> tuple[int, int, int, int, int, bool]:
         """(clip, centre frame t, top, left, dihedral transform, reversed) of item i this epoch."""
         plan = self.plan()
-        k, centre, top, left, t, backwards = (int(plan[key][i]) for key in
-                                              ("k", "centre", "top", "left", "t", "backwards"))
+        k, centre, top, left, t, backwards = (int(plan[key][i]) for key in PLAN_KEYS)
         return k, centre, top, left, t, bool(backwards)
 
     def cut(self, items: Tensor) -> Tensor:
         plan = self.plan()
-        k, centre, top, left, t, backwards = (plan[key][items] for key in
-                                              ("k", "centre", "top", "left", "t", "backwards"))
+        k, centre, top, left, t, backwards = (plan[key][items] for key in PLAN_KEYS)
         half = self.frames // 2
         # (B, T) frames t-k..t+k, or t+k..t-k when played backwards; one transform for every frame
         slots = torch.arange(-half, half + 1, device=centre.device)

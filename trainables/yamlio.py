@@ -211,8 +211,7 @@ def build_dataclass(cls: type, values: Mapping[str, Any], prefix: str = "") -> A
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in hints:
-            raise ConfigError(
-                f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'top level'} accepts {', '.join(names)}"
-            )
+            raise ConfigError(f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'top level'} "
+                              f"accepts {', '.join(names)}")
     kwargs = {k: coerce_value(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
     return cls(**kwargs)
