@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -54,7 +54,6 @@ class Built:
     """What `write_report` produced, for printing and logging."""
 
     out: Path
-    markdown: str
     main_md: str
     files: list[Path] = field(default_factory=list)
 
@@ -112,10 +111,9 @@ def _setup_section(doc: Doc, study: Study) -> None:
     doc.heading("Setup")
     objs = tables.objectives(spec)
     goals = ", ".join(f"{'maximise' if m == 'max' else 'minimise'} `{n}`" for n, m in objs)
-    items = [f"objective: {goals}" + (" (Pareto front)" if len(objs) > 1 else "")]
-    items.append(f"MLflow: experiment `{study.name}` (id {study.experiment_id}), "
-                 f"parent run `{study.parent['run_id']}`, `{study.tracking_uri}`")
-    doc.bullets(items)
+    doc.bullets([f"objective: {goals}" + (" (Pareto front)" if len(objs) > 1 else ""),
+                 f"MLflow: experiment `{study.name}` (id {study.experiment_id}), "
+                 f"parent run `{study.parent['run_id']}`, `{study.tracking_uri}`"])
     if spec.space:
         rows = []
         for key, p in spec.space.items():
@@ -281,21 +279,18 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
                       text_cols=1 + len(keys))
     doc.table(trial_tab)
 
-    markdown = doc.to_markdown()
-    (out / "report.md").write_text(markdown)
+    (out / "report.md").write_text(doc.to_markdown())
     (out / "report.html").write_text(doc.to_html(out))
-    (out / "tables.tex").write_text(f"% study {study.name}: \\usepackage{{booktabs}}\n"
-                                    + (to_latex(verdict_tab, f"tab:{study.name}-claims") + "\n" if verdict_tab else "")
-                                    + (to_latex(test_tab, f"tab:{study.name}-test") + "\n" if test_tab else "")
-                                    + to_latex(main, f"tab:{study.name}-main") + "\n"
-                                    + to_latex(trial_tab, f"tab:{study.name}-trials"))
+    labelled = {"claims": verdict_tab, "test": test_tab, "main": main, "trials": trial_tab}
+    (out / "tables.tex").write_text(f"% study {study.name}: \\usepackage{{booktabs}}\n" + "\n".join(
+        to_latex(t, f"tab:{study.name}-{label}") for label, t in labelled.items() if t is not None))
     written = [out / "report.md", out / "report.html", out / "tables.tex", *figure_files]
     written += _write_frames(out, long_frame(best, study.history), groups)
     shown = []  # for stdout: the verdicts, the test table, the validation table, no captions
     for t in (verdict_tab, test_tab, main):
         if t is not None:
-            shown += md_table(Table(t.header, t.rows, t.refs, text_cols=t.text_cols)) + [""]
-    return Built(out, markdown, "\n".join(shown).rstrip("\n"), written)
+            shown += md_table(replace(t, caption="")) + [""]
+    return Built(out, "\n".join(shown).rstrip("\n"), written)
 
 
 def unfinished_message(study: Study) -> str:
