@@ -184,12 +184,8 @@ def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
     rid = run.info.run_id
     per_step: dict[int, dict[str, float]] = {}
     for key in sorted(run.data.metrics):
-        latest: dict[int, Any] = {}
-        for m in client.get_metric_history(rid, key):
-            if m.step not in latest or m.timestamp >= latest[m.step].timestamp:
-                latest[m.step] = m
-        for step, m in latest.items():
-            per_step.setdefault(int(step), {})[key] = float(m.value)
+        for m in sorted(client.get_metric_history(rid, key), key=lambda m: m.timestamp):  # the latest value wins
+            per_step.setdefault(int(m.step), {})[key] = float(m.value)
     grids = grid_artifacts(client, rid)
     epochs = sorted(set(per_step) | set(grids))
     rows = [{"run_id": rid, "trial_id": run.data.tags.get(TRIAL_ID), "epoch": e, **per_step.get(e, {}),
@@ -199,6 +195,11 @@ def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
 
 def _int_tag(text: str | None) -> int | None:
     return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def _timestamp(ms: int | None) -> pd.Timestamp:
+    """An MLflow run time (ms since the epoch; None or 0 when unset) as a UTC timestamp."""
+    return pd.to_datetime(ms, unit="ms", utc=True) if ms else pd.NaT
 
 
 def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
@@ -213,9 +214,7 @@ def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
         "status": status, "run_state": info.status, "seed": _int_tag(tags.get(SEED)),
         "repeat": _int_tag(tags.get(REPEAT)), "searched": searched,
         "error": tags.get(ERROR), "spec_hash": tags.get(SPEC_HASH),
-        "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
-        "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
-        "epochs": epochs,
+        "start_time": _timestamp(info.start_time), "end_time": _timestamp(info.end_time), "epochs": epochs,
     }
 
 
@@ -247,11 +246,8 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
         else pd.DataFrame(columns=["run_id", "trial_id", "epoch", "grid_artifact"])
     history["epoch"] = history["epoch"].astype(int)
     tags = parent.data.tags
-    parent_info = {"run_id": pid, "status": parent.info.status,
-                   "start_time": pd.to_datetime(parent.info.start_time, unit="ms", utc=True)
-                   if parent.info.start_time else pd.NaT,
-                   "end_time": pd.to_datetime(parent.info.end_time, unit="ms", utc=True)
-                   if parent.info.end_time else pd.NaT,
+    parent_info = {"run_id": pid, "status": parent.info.status, "start_time": _timestamp(parent.info.start_time),
+                   "end_time": _timestamp(parent.info.end_time),
                    "description": tags.get("mlflow.note.content", ""), "tags": dict(tags)}
     return Study(name=name, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id,
                  parent=parent_info, spec=spec, plan=(_artifact_text(client, pid, "plan.txt") or "").splitlines(),
