@@ -68,51 +68,47 @@ class Doc:
     def code(self, text: str) -> None:
         self.blocks.append(("code", text))
 
-    # ------------------------------------------------------------------------- Markdown
-
     def to_markdown(self) -> str:
         out = [f"# {self.title}", ""]
         for block in self.blocks:
-            kind = block[0]
-            if kind == "heading":
-                out += ["#" * block[1] + " " + block[2], ""]
-            elif kind == "para":
-                out += [block[1], ""]
-            elif kind == "note":
-                out += [f"> **Note:** {block[1]}", ""]
-            elif kind == "bullets":
-                out += [f"- {item}" for item in block[1]] + [""]
-            elif kind == "table":
-                out += md_table(block[1]) + [""]
-            elif kind == "image":
-                out += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
-            elif kind == "code":
-                out += ["```", block[1].rstrip("\n"), "```", ""]
+            match block:
+                case ("heading", level, text):
+                    out += ["#" * level + " " + text, ""]
+                case ("para", text):
+                    out += [text, ""]
+                case ("note", text):
+                    out += [f"> **Note:** {text}", ""]
+                case ("bullets", items):
+                    out += [f"- {item}" for item in items] + [""]
+                case ("table", table):
+                    out += md_table(table) + [""]
+                case ("image", path, caption):
+                    out += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+                case ("code", text):
+                    out += ["```", text.rstrip("\n"), "```", ""]
         return "\n".join(out)
-
-    # ------------------------------------------------------------------------- HTML
 
     def to_html(self, root: Path) -> str:
         """A standalone page; images are read from `root` / path and embedded as base64 PNG."""
         body = [f"<h1>{_inline(self.title)}</h1>"]
         for block in self.blocks:
-            kind = block[0]
-            if kind == "heading":
-                body.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
-            elif kind == "para":
-                body.append(f"<p>{_inline(block[1])}</p>")
-            elif kind == "note":
-                body.append(f'<p class="note"><b>Note:</b> {_inline(block[1])}</p>')
-            elif kind == "bullets":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
-            elif kind == "table":
-                body.append(_html_table(block[1]))
-            elif kind == "image":
-                data = base64.b64encode((root / block[1]).read_bytes()).decode("ascii")
-                body.append(f'<figure><img alt="{html.escape(block[2])}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{_inline(block[2])}</figcaption></figure>")
-            elif kind == "code":
-                body.append(f"<pre>{html.escape(block[1])}</pre>")
+            match block:
+                case ("heading", level, text):
+                    body.append(f"<h{level}>{_inline(text)}</h{level}>")
+                case ("para", text):
+                    body.append(f"<p>{_inline(text)}</p>")
+                case ("note", text):
+                    body.append(f'<p class="note"><b>Note:</b> {_inline(text)}</p>')
+                case ("bullets", items):
+                    body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+                case ("table", table):
+                    body.append(_html_table(table))
+                case ("image", path, caption):
+                    data = base64.b64encode((root / path).read_bytes()).decode("ascii")
+                    body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                                f"<figcaption>{_inline(caption)}</figcaption></figure>")
+                case ("code", text):
+                    body.append(f"<pre>{html.escape(text)}</pre>")
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>\n<body>\n"
                 + "\n".join(body) + "\n</body></html>\n")
@@ -147,8 +143,6 @@ def _html_table(t: Table) -> str:
     caption = f"<caption>{_inline(t.caption)}</caption>" if t.caption else ""
     return f"<table>{caption}{head}<tbody>{refs}{rows}</tbody></table>"
 
-
-# ----------------------------------------------------------------------------- LaTeX
 
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
