@@ -29,12 +29,9 @@ import pandas as pd
 from reports.load import PARAM_PREFIX
 from study.spec import Param, StudySpec
 from trainables import metric_names
+from trainables.metric_names import BETTER, LABELS, SHOWN
 
-SHOWN = metric_names.SHOWN  # the paper's three columns; objective metrics are shown before them when different
-LABELS = metric_names.LABELS
 DECIMALS = {**metric_names.DECIMALS, "d_gap": 3}
-# which way is better for a metric that is not an objective (HF ratio: closest to 1 = HR's detail)
-BETTER = metric_names.BETTER
 STATUSES = ("completed", "stopped early", "diverged", "failed", "interrupted", "running")
 MISSING = "—"
 # metrics of the final result: read at a trial's last logged value, not at its best epoch
@@ -63,6 +60,7 @@ def is_continuous(spec: StudySpec, key: str) -> bool:
 
 
 def shown_metrics(spec: StudySpec) -> list[str]:
+    """The objective metrics, then the paper's three columns (SHOWN) not among them."""
     return list(dict.fromkeys([m for m, _ in objectives(spec)] + list(SHOWN)))
 
 
