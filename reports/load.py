@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 import yaml
@@ -41,7 +40,7 @@ from mlflow.tracking import MlflowClient
 from study.spec import StudySpec, from_dict
 from study.tracking import (ERROR, GRID_KEY, PARENT, REPEAT, ROLE, SEARCHED, SEED, SPEC_HASH, STATUS, TRIAL_ID,
                             resolve_tracking_uri as study_tracking_uri)
-from trainables.errors import UserError, first_line
+from trainables.errors import UserError, check_sqlite_store, first_line
 
 PARAM_PREFIX = "param."
 # MLflow state -> trial status, for a child run that never got its srstudy.status tag
@@ -75,15 +74,6 @@ class Study:
 def resolve_tracking_uri(cli: str | None) -> str:
     """--tracking-uri, then MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db` (absolute): the study's rule."""
     return study_tracking_uri(cli, None)
-
-
-def _check_store(uri: str) -> None:
-    # opening a missing SQLite file would silently create an empty store (and its schema)
-    if uri.startswith("sqlite:///"):
-        path = Path(unquote(uri[len("sqlite:///"):].split("?")[0]))  # 4 slashes: absolute path
-        if not path.is_file():
-            raise UserError(f"no MLflow store at {path} (tracking URI {uri}); pass --tracking-uri or set "
-                            "MLFLOW_TRACKING_URI to the store the study logged to")
 
 
 def parse_param(text: str) -> Any:
@@ -220,7 +210,8 @@ def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
 
 def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -> Study:
     """Read one study. Raises UserError for an unknown study or one without trials."""
-    _check_store(tracking_uri)
+    # opening a missing SQLite file would silently create an empty store (and its schema)
+    check_sqlite_store(tracking_uri, "tracking URI", must_exist=True)
     client = MlflowClient(tracking_uri)
     experiment, parent, notes = find_parent(client, name, parent_run_id)
     pid = parent.info.run_id
