@@ -72,18 +72,14 @@ def judged(claim: Claim, x: np.ndarray) -> np.ndarray:
     return np.abs(x - claim.target) if claim.better == "closer" else x
 
 
-def mean_ci(x: np.ndarray, seed: int = SEED) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean of x (n >= 2)."""
-    res = stats.bootstrap((x,), np.mean, n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
-                          method="percentile", rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+def bootstrap_ci(*samples: np.ndarray) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of mean(x) for one sample (n >= 2), of mean(a) - mean(b) for two."""
+    def mean_or_difference(*xs: np.ndarray, axis: int) -> np.ndarray:
+        means = [np.mean(x, axis=axis) for x in xs]
+        return means[0] - means[1] if len(means) == 2 else means[0]
 
-
-def diff_ci(a: np.ndarray, b: np.ndarray, seed: int = SEED) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of mean(a) - mean(b), two independent samples."""
-    res = stats.bootstrap((a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
-                          n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-                          vectorized=True, rng=np.random.default_rng(seed))
+    res = stats.bootstrap(samples, mean_or_difference, n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
+                          method="percentile", vectorized=True, rng=np.random.default_rng(SEED))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -156,15 +152,15 @@ def judge(pair: Pair, paired: bool = False) -> Pair:
     if len(xa) < 2 or len(xb) < 2:
         pair.verdict = "not testable"
         return pair
-    pair.ci_a, pair.ci_b = mean_ci(xa), mean_ci(xb)
+    pair.ci_a, pair.ci_b = bootstrap_ci(xa), bootstrap_ci(xb)
     ja, jb = judged(c, xa), judged(c, xb)
     s = sign(c)
     if paired:
         d = ja - jb
-        pair.diff, pair.ci_diff = float(np.mean(d)), mean_ci(d)
+        pair.diff, pair.ci_diff = float(np.mean(d)), bootstrap_ci(d)
         spread = float(np.std(d, ddof=1))
     else:
-        pair.diff, pair.ci_diff = float(np.mean(ja) - np.mean(jb)), diff_ci(ja, jb)
+        pair.diff, pair.ci_diff = float(np.mean(ja) - np.mean(jb)), bootstrap_ci(ja, jb)
         spread = math.sqrt((np.var(ja, ddof=1) + np.var(jb, ddof=1)) / 2)
     pair.p_better = prob_better(s * ja, s * jb)
     lo, hi = pair.ci_diff
