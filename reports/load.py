@@ -156,18 +156,15 @@ def _spec(client: MlflowClient, run_id: str, name: str, trials: int, notes: list
 
 def grid_artifacts(client: MlflowClient, run_id: str) -> dict[int, str]:
     """epoch -> artifact path of that epoch's sample grid (the latest one when logged twice)."""
-    found: dict[int, tuple[int, str]] = {}
     try:
         files = client.list_artifacts(run_id, "images")
     except Exception:
         return {}
-    for f in files:
-        m = _IMAGE.match(f.path)
-        if m and m["key"] == GRID_KEY:
-            step, ts = int(m["step"]), int(m["ts"])
-            if step not in found or ts > found[step][0]:
-                found[step] = (ts, f.path)
-    return {step: path for step, (_, path) in found.items()}
+    grids = [m for m in (_IMAGE.match(f.path) for f in files) if m and m["key"] == GRID_KEY]
+    found: dict[int, str] = {}
+    for m in sorted(grids, key=lambda m: -int(m["ts"])):  # newest first: the first one per epoch is kept
+        found.setdefault(int(m["step"]), m.string)
+    return found
 
 
 def _history(client: MlflowClient, run: Any) -> pd.DataFrame:
