@@ -91,10 +91,9 @@ def long_frame(best: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_frames(out: Path, frame: pd.DataFrame, groups: pd.DataFrame) -> list[Path]:
-    csv = frame.copy()
-    csv["searched"] = csv["searched"].map(json.dumps)  # a list reads back from JSON, not from repr
     paths = [out / "trials.csv", out / "trials.parquet", out / "groups.csv"]
-    csv.to_csv(paths[0], index=False)
+    # a list reads back from JSON, not from repr
+    frame.assign(searched=frame["searched"].map(json.dumps)).to_csv(paths[0], index=False)
     parquet = frame.copy()
     for col in parquet.columns:  # pyarrow rejects object columns mixing types (e.g. 0 and "x")
         if parquet[col].dtype == object and col != "searched":

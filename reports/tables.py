@@ -235,8 +235,7 @@ def bicubic_rows(best: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
                and c != PARAM_PREFIX + "data.frames" and best[c].map(fmt_param).nunique() > 1]
     groups = best.groupby([best[c].map(fmt_param) for c in setting], sort=True) if setting else [((), best)]
     rows = []
-    for values, g in groups:
-        values = values if isinstance(values, tuple) else (values,)
+    for values, g in groups:  # grouping by a list gives tuples, one value per setting
         label = "bicubic" + (" (" + ", ".join(f"{c[len(PARAM_PREFIX):]}={v}" for c, v in zip(setting, values))
                              + ")" if setting else "")
         row: dict[str, Any] = {"label": label}
