@@ -190,6 +190,7 @@ def _timestamp(ms: int | None) -> pd.Timestamp:
 
 
 def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
+    """A row of `Study.trials`: the run's tags and times, then its params parsed back from text."""
     tags, info = run.data.tags, run.info
     status = tags.get(STATUS) or _STATE_STATUS.get(info.status, "failed")
     try:
@@ -202,6 +203,7 @@ def _trial_row(run: Any, epochs: int) -> dict[str, Any]:
         "repeat": _int_tag(tags.get(REPEAT)), "searched": searched,
         "error": tags.get(ERROR), "spec_hash": tags.get(SPEC_HASH),
         "start_time": _timestamp(info.start_time), "end_time": _timestamp(info.end_time), "epochs": epochs,
+        **{PARAM_PREFIX + k: parse_param(v) for k, v in run.data.params.items()},
     }
 
 
@@ -220,16 +222,11 @@ def load_study(name: str, tracking_uri: str, parent_run_id: str | None = None) -
     # one request per (trial, metric): threads hide an HTTP server's latency (they only slow local SQLite)
     with ThreadPoolExecutor(max_workers=1 if tracking_uri.startswith("sqlite:") else 8) as pool:
         histories = list(pool.map(lambda run: _history(client, run), runs))
-    rows = []
-    for run, hist in zip(runs, histories):
-        row = _trial_row(run, int(hist["epoch"].max()) if len(hist) else 0)
-        row.update({PARAM_PREFIX + k: parse_param(v) for k, v in run.data.params.items()})
-        rows.append(row)
-    trials = pd.DataFrame(rows)
+    trials = pd.DataFrame([_trial_row(run, int(hist["epoch"].max()) if len(hist) else 0)
+                           for run, hist in zip(runs, histories)])
     for col in [c for c in trials if c.startswith(PARAM_PREFIX)]:
         trials[col] = pd.Series(_tidy(trials[col].tolist()), index=trials.index, dtype=object)
-    for col in ("seed", "repeat"):
-        trials[col] = trials[col].astype("Int64")
+    trials = trials.astype({"seed": "Int64", "repeat": "Int64"})
     history = pd.concat([h for h in histories if len(h)], ignore_index=True) if any(len(h) for h in histories) \
         else pd.DataFrame(columns=["run_id", "trial_id", "epoch", "grid_artifact"])
     history["epoch"] = history["epoch"].astype(int)
