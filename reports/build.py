@@ -135,9 +135,10 @@ def _main_caption(spec: StudySpec, groups: pd.DataFrame, bins: int | None) -> st
     spread = "mean ± sample std (ddof=1) over a group's seeds" if (groups["n"] > 1).any() else "one trial per group"
     grouping = "by each trial's own value" if not bins else f"in {bins} bins over the spec's range"
     return (f"Validation patches (the set each trial's epoch is selected on, so the selected epoch's score is "
-            f"optimistic; test-set scores are above). Groups of trials with equal searched settings (continuous settings {grouping}), ranked by mean "
-            f"`{metric}` ({'higher' if mode == 'max' else 'lower'} is better); metrics at each trial's best epoch "
-            f"(its best `{metric}`), {spread}. HF ratio: high-frequency energy of SR over HR (1 = HR's detail). "
+            f"optimistic; test-set scores are above). Groups of trials with equal searched settings (continuous "
+            f"settings {grouping}), ranked by mean `{metric}` ({'higher' if mode == 'max' else 'lower'} is better); "
+            f"metrics at each trial's best epoch (its best `{metric}`), {spread}. HF ratio: high-frequency energy of "
+            "SR over HR (1 = HR's detail). "
             "Diverged and stopped early: trials out of n. D(real)−D(fake): discriminator outputs at the last GAN "
             "epoch. Bold: best group per column."
             + (" Pareto: no other group's means are at least as good on every objective and better on one."
@@ -199,8 +200,7 @@ def _verdict_section(doc: Doc, spec: StudySpec, best: pd.DataFrame) -> Table | N
         doc.para("The spec declares no claims (a spec's `claims:` list states what the study tests).")
         return None
     results = verdicts.judge_claims(spec.claims, best)
-    header, rows = verdicts.verdict_table(results)
-    table = Table(header, rows, caption=(
+    table = Table(*verdicts.verdict_table(results), caption=(
         "Per claim and comparison (A: the group expected better): each group's mean over its trials (one per "
         "seed) with a 95% percentile-bootstrap interval (scipy.stats.bootstrap, 9999 resamples, fixed seed); "
         "A − B of the judged quantity (|metric − target| for `closer`) with its interval; P(A better) = "
@@ -272,10 +272,9 @@ def write_report(study: Study, out: Path, bins: int | None = None, top: int = TO
     figure_files = _figures_section(doc, study, best, groups, bicubic, keys, out / "figures", top)
     figure_files += schedule.pbt_section(doc, study, out / "figures")  # PBT studies only
     doc.heading("All trials")
-    t_header, t_rows = tables.trial_table(best, spec, keys)
     metric = tables.objectives(spec)[0][0]
-    trial_tab = Table(t_header, t_rows, caption=f"Every trial at its best epoch (best `{metric}`).",
-                      text_cols=1 + len(keys))
+    trial_tab = Table(*tables.trial_table(best, spec, keys), text_cols=1 + len(keys),
+                      caption=f"Every trial at its best epoch (best `{metric}`).")
     doc.table(trial_tab)
 
     (out / "report.md").write_text(doc.to_markdown())
