@@ -206,10 +206,7 @@ def record_exploit(client, run_id: str, result: dict[str, Any]) -> dict[str, Any
     event = {"epoch": info["epoch"], "donor": info["donor"],
              "old": {k: latest.get(HP_PREFIX + k) for k in new}, "new": new, "donor_hp": info["donor_hp"]}
     events = read_events(client, run_id) + [event]
-    with tempfile.TemporaryDirectory(prefix="srstudy-pbt-") as tmp:
-        path = os.path.join(tmp, EVENTS_ARTIFACT)
-        Path(path).write_text("".join(json.dumps(e) + "\n" for e in events))
-        client.log_artifact(run_id, path)
+    client.log_text(run_id, "".join(json.dumps(e) + "\n" for e in events), EVENTS_ARTIFACT)
     client.set_tag(run_id, "srstudy.pbt_exploits", str(len(events)))
     client.set_tag(run_id, "srstudy.pbt_donors", ",".join(f"{e['donor']}@{e['epoch']}" for e in events))
     return event
