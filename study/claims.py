@@ -75,13 +75,17 @@ class Claim:
         return out
 
 
-def _value(space: dict[str, Param], key: str, value: Any, where: str) -> Any:
-    """A filter value the searched key can take (a listed choice, or inside the range)."""
+def _searched(space: dict[str, Param], key: str, where: str) -> Param:
     if key not in space:
         close = difflib.get_close_matches(key, list(space), n=1)
         hint = f"did you mean {close[0]}?" if close else f"searched keys: {', '.join(space) or 'none'}"
         fail(where, f"{key} is not a searched key of this study; {hint}")
-    p = space[key]
+    return space[key]
+
+
+def _value(space: dict[str, Param], key: str, value: Any, where: str) -> Any:
+    """A filter value the searched key can take (a listed choice, or inside the range)."""
+    p = _searched(space, key, where)
     if p.discrete:
         for v in p.values:
             if v == value and isinstance(v, bool) == isinstance(value, bool):
@@ -120,10 +124,7 @@ def _compare(raw: Any, space: dict[str, Param], metric: str, where: str) -> tupl
         return (), None, "bicubic"
     if forms == ["key"]:
         key = str(raw["key"])
-        if key not in space:
-            close = difflib.get_close_matches(key, list(space), n=1)
-            fail(f"{where}.key", f"{key} is not a searched key of this study"
-                                 + (f"; did you mean {close[0]}?" if close else f"; searched: {', '.join(space)}"))
+        _searched(space, key, f"{where}.key")
         values = raw.get("values")
         if not isinstance(values, list) or len(values) < 2:
             fail(f"{where}.values", f"got {values!r}, expected a list of 2 or more searched values, "
