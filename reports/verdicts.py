@@ -204,11 +204,8 @@ def overall(pairs: list[Pair]) -> str:
 
 def judge_claims(claims: tuple[Claim, ...], best: pd.DataFrame) -> list[tuple[Claim, str, list[Pair]]]:
     """(claim, its verdict, its pairs) for every claim, in spec order."""
-    out = []
-    for claim in claims:
-        pairs = claim_pairs(claim, best)
-        out.append((claim, overall(pairs), pairs))
-    return out
+    judged_pairs = [(claim, claim_pairs(claim, best)) for claim in claims]
+    return [(claim, overall(pairs), pairs) for claim, pairs in judged_pairs]
 
 
 # ----------------------------------------------------------------------------- display
