@@ -323,8 +323,7 @@ def run(args: argparse.Namespace) -> int:
     for note in study.notes:
         print(f"note: {note}")
     built = write_report(study, out.resolve(), args.bins, args.top)
-    print()
-    print(built.main_md)
+    print(f"\n{built.main_md}")
     print(f"\nwrote {len(built.files)} files to {built.out}: "
           + ", ".join(str(p.relative_to(built.out)) for p in built.files))
     if args.no_log:

@@ -211,10 +211,9 @@ def group_table(best: pd.DataFrame, spec: StudySpec, keys: list[str], bins: int 
         for status in STATUSES:
             row[status] = int((g["status"] == status).sum())
         row["d_gap_mean"], row["d_gap_std"], _ = mean_std(g["d_gap"])
-        scored = g.dropna(subset=[metric]) if metric in g else g.iloc[0:0]
-        pick = scored.loc[scored[metric].idxmax() if mode == "max" else scored[metric].idxmin()] if len(scored) \
-            else g.iloc[0]
-        row["best_run_id"] = pick["run_id"]
+        ranked = (g.sort_values(metric, ascending=(mode == "min"), na_position="last", kind="stable")
+                  if metric in g else g)
+        row["best_run_id"] = ranked["run_id"].iloc[0]
         rows.append(row)
     table = pd.DataFrame(rows)
     objs = objectives(spec)
@@ -340,8 +339,7 @@ def compute_used(best: pd.DataFrame, history: pd.DataFrame, spec: StudySpec,
                  parent: dict[str, Any]) -> list[tuple[str, str]]:
     """(quantity, value) rows: trials by status, epochs, summed train time, wall time, resources."""
     train = float(best["train_time_total_s"].sum())
-    res = spec.resources
-    workers, cpus, gpus = res.workers, res.cpus_per_worker, res.gpus_per_worker
+    workers, cpus, gpus = spec.resources.workers, spec.resources.cpus_per_worker, spec.resources.gpus_per_worker
     rows = [("trials", f"{len(best)} ({fmt_statuses(best['status'])})"),
             ("configurations x repeats", f"{spec.trials} x {spec.repeats}"),
             ("epochs trained (all trials)", str(int(best["epochs"].sum()))),
