@@ -114,13 +114,6 @@ class StudySpec:
         return self.trials * self.repeats
 
     @property
-    def grid_size(self) -> int | None:
-        """Number of distinct configurations when every param is a choice, else None."""
-        if not all(p.discrete for p in self.space.values()):
-            return None
-        return math.prod(len(p.values) for p in self.space.values())
-
-    @property
     def base_config(self) -> TrialConfig:
         """The base as a trial config (completed by the space's first values where base alone is not one)."""
         try:

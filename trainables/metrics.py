@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -174,19 +173,6 @@ def score_pair(sr_uint8: Tensor, hr_uint8: Tensor, scale: int) -> dict[str, floa
     energy, error = _hf_ratios_y(y_sr, y_hr, scale)
     values = (_psnr_y(y_sr, y_hr), _ssim_y(y_sr, y_hr), energy, error)
     return {name: v.item() for name, v in zip(METRIC_NAMES, values)}
-
-
-def score_images(sr_list: Sequence[Tensor], hr_list: Sequence[Tensor], scale: int) -> dict[str, Tensor]:
-    """Score images of different sizes one by one: lists of (C, H, W) uint8 -> {name: (N,) float64}.
-
-    Benchmark images (Set5, Set14) differ in size, so they cannot share a batch; call
-    the batched metrics directly for same-sized patches. Take `.mean()` of each entry
-    for the table's mean row.
-    """
-    if len(sr_list) != len(hr_list):
-        raise ValueError(f"{len(sr_list)} SR images but {len(hr_list)} HR images")
-    rows = [score_pair(sr, hr, scale) for sr, hr in zip(sr_list, hr_list)]
-    return {name: torch.tensor([r[name] for r in rows], dtype=torch.float64) for name in METRIC_NAMES}
 
 
 def temporal_consistency(sr_uint8: Tensor, hr_uint8: Tensor, pairs: Tensor, scale: int) -> Tensor:

@@ -1,8 +1,7 @@
 """Stability of the adversarial phase from a validation-PSNR curve: spread and worst drop.
 
 The trainer reports both every GAN epoch (`gan_psnr_spread`, `gan_psnr_drop`, and the level
-they are measured from, `gan_psnr_start`); reports can recompute them from a logged
-`val_psnr` history with `from_history`. A GAN phase that holds its pretrained quality scores
+they are measured from, `gan_psnr_start`). A GAN phase that holds its pretrained quality scores
 0 on both; one that oscillates has a large spread; one that collapses has a large drop.
 """
 
@@ -36,18 +35,3 @@ def gan_stability(start: float, curve: Sequence[float]) -> dict[str, float]:
     return {"gan_psnr_spread": psnr_spread(curve), "gan_psnr_drop": psnr_drop(start, curve),
             "gan_psnr_start": float(start)}
 
-
-def from_history(val_psnr: Sequence[float], pretrain_epochs: int, start: float | None = None) -> dict[str, float]:
-    """Spread and drop from a whole run's val_psnr by epoch (epoch 1 first) and its schedule.
-
-    The start level is the last pretraining epoch's val_psnr; a run without pretraining
-    must pass `start` (the trainer scores its initial generator and reports it as
-    `gan_psnr_start`). Epochs after a divergence are simply absent from `val_psnr`.
-    """
-    if pretrain_epochs > 0:
-        if len(val_psnr) < pretrain_epochs:
-            return {"gan_psnr_spread": math.nan, "gan_psnr_drop": math.nan}
-        start = val_psnr[pretrain_epochs - 1] if start is None else start
-    curve = list(val_psnr[pretrain_epochs:])
-    return {"gan_psnr_spread": psnr_spread(curve),
-            "gan_psnr_drop": psnr_drop(math.nan if start is None else start, curve)}

@@ -89,7 +89,6 @@ def test_example_loads_with_resolved_fields(example):
     assert spec.scheduler.max_t == 3  # pretrain 1 + gan 2, from base
     assert spec.objective.metric == "val_psnr" and spec.objective.mode == "max" and not spec.objective.multi
     assert spec.total_trials == 12
-    assert spec.grid_size is None
 
 
 def test_round_trip_through_yaml_keeps_spec_and_hash(example, tmp_path):
@@ -132,7 +131,7 @@ def test_asha_max_t_defaults_to_the_longest_trial_in_the_space():
 
 def test_grid_size_and_null_trials_mean_the_whole_grid():
     spec = from_dict(grid_raw())
-    assert spec.grid_size == 6 and spec.trials == 6
+    assert spec.trials == 6
     spec = from_dict({**grid_raw(), "trials": 4, "repeats": 3})
     assert spec.trials == 4 and spec.total_trials == 12
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.stability import from_history, gan_stability, psnr_drop, psnr_spread
+from trainables.stability import gan_stability, psnr_drop, psnr_spread
 
 START = 30.0
 FLAT = [30.0, 30.0, 30.0, 30.0]
@@ -35,16 +35,6 @@ def test_spread_is_the_population_std_and_drop_the_worst_fall():
     assert psnr_drop(30.5, curve) == pytest.approx(2.5)
     assert math.isnan(psnr_spread([])) and math.isnan(psnr_drop(30.0, []))
     assert math.isnan(psnr_drop(math.nan, curve))
-
-
-def test_from_history_splits_at_the_end_of_pretraining():
-    history = [25.0, 28.0, 30.0] + COLLAPSING  # three pretraining epochs, then the GAN phase
-    assert from_history(history, 3) == {"gan_psnr_spread": pytest.approx(np.std(COLLAPSING)),
-                                        "gan_psnr_drop": pytest.approx(18.0)}
-    # no pretraining: the start level is the initial generator's score, which the trainer reports
-    assert from_history(COLLAPSING, 0, start=31.0)["gan_psnr_drop"] == pytest.approx(19.0)
-    assert math.isnan(from_history(COLLAPSING, 0)["gan_psnr_drop"])
-    assert math.isnan(from_history([25.0], 3)["gan_psnr_spread"])  # still pretraining
 
 
 # ----------------------------------------------------------------------------- in the trainer
