@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.trainables.photos import tiny_config, write_sinusoid_photos
+from tests.trainables.photos import tiny_config
 from trainables import checkpoint
 from trainables import trainer as trainer_mod
 from trainables.config import ConfigError, OptimConfig, load_config
@@ -58,13 +58,6 @@ def test_impossible_schedule_settings_are_one_line_errors(key, value):
 
 
 # ----------------------------------------------------------------------------- the trainer
-
-
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory) -> Path:
-    """Six 64x64 RGB images of random sinusoids."""
-    return write_sinusoid_photos(tmp_path_factory.mktemp("photos"), count=6, side=64, waves=5, seed=1,
-                                 max_freq=10)
 
 
 def tiny(folder: Path, **overrides):

@@ -13,16 +13,9 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from tests.trainables.photos import tiny_config, write_sinusoid_photos
+from tests.trainables.photos import tiny_config
 from trainables import trainer as trainer_mod
 from trainables.train import train
-
-
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory) -> Path:
-    """Eight smooth-but-textured 96x96 RGB images (sums of random sinusoids)."""
-    return write_sinusoid_photos(tmp_path_factory.mktemp("photos"), count=8, side=96, waves=6, seed=0,
-                                 max_freq=12)
 
 
 def tiny(folder: Path, **overrides):
