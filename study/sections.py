@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import threading
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
@@ -23,6 +24,19 @@ from trainables.yamlio import flatten
 Algorithm = Literal["tpe", "random", "grid", "nsga2", "motpe"]
 Mode = Literal["max", "min"]
 METRICS = OBJECTIVE_METRICS  # what an objective may name (see trainables.metric_names)
+
+
+class _NSGAIISampler(NSGAIISampler):
+    """NSGA-II that pickles. Tune pickles the searcher into the study state (`tuner.pkl`, and again
+    for `--resume`); Optuna 5.1's genetic samplers hold a `threading.Lock`, which pickle refuses.
+    The lock is left out of the state and made anew on loading."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()  # unused by Optuna versions without one
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,7 @@ class Searcher:
         if self.algorithm == "grid":
             return GridSampler(grid_values(space), seed=self.seed)
         if self.algorithm == "nsga2":
-            return NSGAIISampler(seed=self.seed)  # population 50 (Optuna's default)
+            return _NSGAIISampler(seed=self.seed)  # population 50 (Optuna's default)
         return RandomSampler(seed=self.seed)
 
 

@@ -46,12 +46,12 @@ def history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
     return {m.step: m.value for m in points}
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(960)
 def test_pbt_study_exploits_through_nested_train_runs(tmp_path):
     path = tmp_path / "pbt_e2e.yaml"
     path.write_text("# Run: python -m study.run pbt_e2e.yaml\n" + yaml.safe_dump(pbt_spec(), sort_keys=False))
     done = subprocess.run([sys.executable, "-m", "study.run", str(path)], cwd=tmp_path, env=study_env(),
-                          capture_output=True, text=True, timeout=400)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "scheduler: pbt on epoch (decisions every 1 epoch(s) from epoch 2" in done.stdout
     check_records(tmp_path)
@@ -114,7 +114,7 @@ def check_records(tmp_path: Path) -> None:
         assert len(set(curves[trial_id]["hp/optim.lr_g"].values())) == 1
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
     spec = pbt_spec()
     spec["name"] = "pbt_resume"
@@ -123,10 +123,10 @@ def test_pbt_study_resumes_after_the_driver_is_killed(tmp_path):
     path.write_text("# Run: python -m study.run pbt_resume.yaml\n" + yaml.safe_dump(spec, sort_keys=False))
     # killed once a trial trained on after the first decision; its processes are gone before the
     # resumed study starts a Ray
-    kill_study_after(tmp_path, [str(path)], " epoch 3 ", timeout=400)
+    kill_study_after(tmp_path, [str(path)], " epoch 3 ", timeout=600)
 
     done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--resume"], cwd=tmp_path, env=study_env(),
-                          capture_output=True, text=True, timeout=480)
+                          capture_output=True, text=True, timeout=720)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import pandas as pd
 

@@ -4,6 +4,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import GridSampler, NSGAIISampler, RandomSampler, TPESampler
+from ray import cloudpickle
 
 from study.space import grid_values, optuna_space
 from study.spec import from_dict, trial_config
@@ -60,13 +61,23 @@ def test_grid_params_become_categorical_and_the_grid_lists_every_value():
 ])
 def test_searcher_builds_its_sampler(algorithm, space, extra, cls):
     s = spec(space, algorithm, **extra)
-    assert type(s.searcher.sampler(s.space)) is cls
+    assert isinstance(s.searcher.sampler(s.space), cls)
 
 
-def _ask(s, n):
+@pytest.mark.parametrize("algorithm, extra", [("tpe", {}), ("random", {}), ("nsga2", MULTI), ("motpe", MULTI)])
+def test_every_sampler_survives_tunes_pickling(algorithm, extra):
+    """Tune pickles its searcher into tuner.pkl (and restores it on --resume); Optuna 5.1's NSGA-II
+    holds a thread lock that pickle refuses. A pickled-and-loaded sampler samples as the original."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = spec(SPACE, algorithm, **extra)
+    clone = cloudpickle.loads(cloudpickle.dumps(s.searcher.sampler(s.space)))
+    assert _ask(s, 3) == _ask(s, 3, sampler=clone)
+
+
+def _ask(s, n, sampler=None):
     """Sample n configurations the way OptunaSearch does: ask with fixed distributions, tell a value."""
     directions = ["maximize"] * len(s.objective.metrics)
-    study = optuna.create_study(sampler=s.searcher.sampler(s.space), directions=directions)
+    study = optuna.create_study(sampler=sampler or s.searcher.sampler(s.space), directions=directions)
     dists = optuna_space(s.space)
     out = []
     for i in range(n):
