@@ -9,7 +9,7 @@ from trainables.ema import GeneratorEMA
 from trainables.validation import Validator
 from trainables.train import train
 
-from tests.trainables.test_schedules import photo_folder, tiny  # noqa: F401  (shared fixture)
+from tests.trainables.test_schedules import tiny
 
 
 def tiny_model() -> nn.Module:

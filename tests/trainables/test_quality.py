@@ -7,8 +7,6 @@ import pytest
 from trainables.errors import UserError
 from trainables.quality import benchmark_config, run_budget, score_benchmarks
 
-from tests.trainables.test_schedules import photo_folder  # noqa: F401  (shared fixture)
-
 TINY = {"data.patch_size": 32, "data.val_images": 1, "data.val_patches_per_image": 2, "data.grid_images": 1,
         "model.g_channels": 8, "model.g_blocks": 1, "schedule.patches_per_epoch": 16, "schedule.batch_size": 8,
         "runtime.threads": 1, "optim.schedule": "cosine"}
