@@ -5,7 +5,7 @@ checkpoint to Tune. Under Train V2 a trial driver fits a TorchTrainer, and Ray's
 `TuneReportCallback` forwards a worker's metrics and only the *path* of its checkpoint
 (`result.checkpoint` stays None), so PBT would find nothing to copy. Here the driver runs
 the fit as every trial does (`study.forwarding`): `ForwardReports`, a Train callback on the Train
-controller, passes each report and its persisted checkpoint through a Ray queue, and the driver
+controller, passes each report and its persisted checkpoint through a small relay actor, and the driver
 reports both with `tune.report(metrics, checkpoint=...)`.
 
 After an exploit (or a pause, or a restarted study) Tune starts the trial again with
@@ -34,9 +34,7 @@ from typing import Any
 from ray import tune
 from ray.train import Checkpoint
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
-from ray.util.queue import Queue
-
-from study.forwarding import fit_forwarding, report_queues
+from study.forwarding import Relay, fit_forwarding
 from study.space import Param
 from study.spec import TIME_ATTR, StudySpec
 from trainables.config import TrialConfig
@@ -140,8 +138,7 @@ class PBTRun:
     run_name: str
     start_from: Checkpoint | None
     exploit: dict[str, Any] | None
-    queue: Queue = field(repr=False)
-    done: Queue = field(repr=False)
+    relay: Any = field(repr=False)  # study.forwarding.Relay
 
     def loop_config(self, trial_id: str, keys: list[str]) -> dict[str, Any]:
         return {"pbt": {"trial_id": trial_id, "keys": keys, "start_from": self.start_from}}
@@ -157,7 +154,7 @@ class PBTRun:
                 exploit = None
             tune.report(metrics, checkpoint=checkpoint)
 
-        fit_forwarding(trainer, self.queue, self.done, report)
+        fit_forwarding(trainer, self.relay, report)
 
 
 def _next_run_index(train_storage: str, trial_id: str) -> int:
@@ -187,8 +184,7 @@ def prepare(trial_id: str, train_storage: str) -> PBTRun:
             donor_hp = {k[len(HP_PREFIX):]: v for k, v in origin.get("hp", {}).items()}
             exploit = {"donor": origin["trial_id"], "epoch": int(origin["epoch"]), "donor_hp": donor_hp}
     index = _next_run_index(train_storage, trial_id)
-    queue, done = report_queues()
-    return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit, queue=queue, done=done)
+    return PBTRun(run_name=f"train-{trial_id}-{index}", start_from=start, exploit=exploit, relay=Relay.remote())
 
 
 # ----------------------------------------------------------------------------- records (study driver)

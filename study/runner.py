@@ -26,7 +26,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
 
-from study.forwarding import ForwardReports, fit_forwarding, report_queues
+from study.forwarding import ForwardReports, Relay, fit_forwarding
 from study.results import TRIAL_INDEX
 from study.space import optuna_space
 from study.spec import Objective, StudySpec, searched_keys, selection_metric, selection_values, trial_config
@@ -141,7 +141,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
         from study.pbt import prepare
 
         pbt_run = prepare(trial_id, train_storage)
-    queue, done = (pbt_run.queue, pbt_run.done) if pbt_run else report_queues()
+    relay = pbt_run.relay if pbt_run else Relay.remote()
     # where rank 0 puts its sample grids for the driver's MLflow records (when MLflow is on)
     grids = {"study_dir": study_path(spec, storage), "trial_id": trial_id} if tracking is not None else None
     trainer = TorchTrainer(
@@ -158,7 +158,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
             # stable: a restored trial resumes from its checkpoint (PBT: fresh, from Tune's checkpoint)
             name=pbt_run.run_name if pbt_run else f"train-{trial_id}",
             storage_path=train_storage,
-            callbacks=[ForwardReports(queue, done)],
+            callbacks=[ForwardReports(relay)],
             # the best epoch by the first objective, plus (always) the latest to resume from
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=spec.objective.metrics[0],
                                                checkpoint_score_order=spec.objective.modes[0]),
@@ -168,7 +168,7 @@ def trial_driver(config: dict[str, Any], spec_dict: dict[str, Any], storage: str
     if pbt_run is not None:
         pbt_run.fit(trainer)  # reports each epoch to Tune with its checkpoint
     else:  # metrics only: Train persisted the checkpoint, its path rides along as `checkpoint_path`
-        fit_forwarding(trainer, queue, done, lambda metrics, _checkpoint: tune.report(metrics))
+        fit_forwarding(trainer, relay, lambda metrics, _checkpoint: tune.report(metrics))
 
 
 def build_tuner(spec: StudySpec, storage: str, tracking: dict[str, Any] | None, concurrency: int) -> tune.Tuner:
@@ -280,6 +280,8 @@ def start_ray(address: str | None) -> int:
     kwargs: dict[str, Any] = {}
     if extra:
         kwargs["num_cpus"] = (os.cpu_count() or 1) + extra
+        # one machine is not preempted: no per-trial preemption-watcher actor (a process each)
+        env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
              logging_level="ERROR", **kwargs)
     return extra

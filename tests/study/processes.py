@@ -1,4 +1,4 @@
-"""Study subprocesses in the end-to-end tests: the environment they run in, and a driver killed mid-study."""
+"""Study subprocesses in the end-to-end tests: their spec, the environment they run in, and a driver killed mid-study."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
+
+SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
+
+
+def smoke_spec(**top) -> dict:
+    """search_spaces/smoke.yaml as read from YAML, its top-level keys replaced by `top`."""
+    spec = yaml.safe_load(SMOKE.read_text())
+    spec.update(top)
+    return spec
 
 
 def study_env(**extra: str) -> dict[str, str]:

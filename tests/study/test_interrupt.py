@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,10 +19,9 @@ import yaml
 
 from study.results import trial_status
 from study.run import Interruption, job_storage_problem, resume_command
-from tests.study.processes import study_env
+from tests.study.processes import smoke_spec, study_env
 from tests.trainables.signals import killed_if_running
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- units
@@ -91,10 +89,9 @@ def _wait_for(lines: queue.Queue, needle: str, deadline: float, seen: list[str])
 def test_ctrl_c_is_reported_as_interruption_and_resume_finishes(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
     # one trial at a time and no scheduler: after trial 1 a trial is running and one is pending,
     # and no trial may ever read "stopped early"
-    spec.update(name="ctrlc", trials=3, max_concurrent=1, scheduler={"type": "none"})
+    spec = smoke_spec(name="ctrlc", trials=3, max_concurrent=1, scheduler={"type": "none"})
     path = tmp_path / "ctrlc.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = study_env()

@@ -11,17 +11,14 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.study.processes import kill_study_after, study_env
+from tests.study.processes import kill_study_after, smoke_spec, study_env
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 pytestmark = pytest.mark.slow
 
 
 def pbt_spec(trials: int = 2) -> dict:
-    spec = yaml.safe_load(SMOKE.read_text())
-    spec["name"] = "pbt_e2e"
+    spec = smoke_spec(name="pbt_e2e")
     spec["base"]["runtime.threads"] = 1  # one core per trial
     # one decision, after the first GAN epoch (epoch 2); epoch 3 trains with the copied state
     spec["space"] = {"optim.lr_g": {"type": "loguniform", "low": 1e-5, "high": 1e-2},

@@ -15,20 +15,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from reports.load import grid_artifacts  # how the report scripts read the per-epoch grids
-from tests.study.processes import kill_study_after, study_env
+from tests.study.processes import kill_study_after, smoke_spec, study_env
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 pytestmark = pytest.mark.slow
 PROGRESS = re.compile(r"trial\s+\d+/\d+ (\w+) (.*)")  # "[  12s] trial  1/4 <id> epoch 2 gan ..."
-
-
-def smoke_spec(**changes) -> dict:
-    spec = yaml.safe_load(SMOKE.read_text())
-    for key, value in changes.items():
-        spec[key] = value
-    return spec
 
 
 def write_spec(folder: Path, spec: dict) -> Path:

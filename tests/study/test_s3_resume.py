@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.study.processes import kill_study_after, study_env
+from tests.study.processes import kill_study_after, smoke_spec, study_env
 
-REPO = Path(__file__).resolve().parents[2]
 BUCKET = "studies"
 
 
@@ -63,8 +61,7 @@ def test_driver_killed_then_resume_on_s3(tmp_path, s3_env):
     import boto3
     from mlflow.tracking import MlflowClient
 
-    spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="s3resume", trials=2, max_concurrent=1, scheduler={"type": "none"})
+    spec = smoke_spec(name="s3resume", trials=2, max_concurrent=1, scheduler={"type": "none"})
     path = tmp_path / "s3resume.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = study_env(**s3_env)

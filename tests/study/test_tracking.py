@@ -16,11 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from study.tracking import GRID_KEY, StudyTracker, TrialTracker
+from study.tracking import StudyTracker, TrialTracker
 from trainables.config import load_config
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 def study_runs(uri: str, name: str):
     client = MlflowClient(uri)
@@ -97,14 +94,14 @@ def mlflow_server(tmp_path):
 def test_study_logs_over_http_to_a_real_mlflow_server(tmp_path, mlflow_server):
     import yaml
 
-    spec = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="http", trials=2, max_concurrent=2, scheduler={"type": "none"})
+    from tests.study.processes import smoke_spec, study_env
+
+    spec = smoke_spec(name="http", trials=2, max_concurrent=2, scheduler={"type": "none"})
     spec["base"]["schedule.gan_epochs"] = 1
     path = tmp_path / "http.yaml"
     path.write_text(yaml.safe_dump(spec))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     done = subprocess.run([sys.executable, "-m", "study.run", str(path), "--tracking-uri", mlflow_server],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, env=study_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
     client, parents, kids = study_runs(mlflow_server, "http")
