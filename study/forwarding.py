@@ -76,15 +76,13 @@ def fit_forwarding(trainer, relay: Any, report: Callable[[dict[str, Any], Checkp
     thread = threading.Thread(target=run, name="srstudy-train-fit", daemon=True)
     thread.start()
     while True:
-        # a report is acknowledged before its fit can go on, so none is left once the thread ends
-        alive = thread.is_alive()
+        alive = thread.is_alive()  # each report is acknowledged before the fit goes on: none is left after it
         item = ray.get(relay.take.remote(0.2 if alive else 0.0))
-        if item is None:
-            if not alive:
-                break
-            continue
-        report(*item)
-        ray.get(relay.ack.remote())
+        if item is not None:
+            report(*item)
+            ray.get(relay.ack.remote())
+        elif not alive:
+            break
     thread.join()
     if errors:
         raise errors[0]

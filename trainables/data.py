@@ -154,11 +154,6 @@ class TrainPatches(EpochDataset):
             top, left = (self._rows[k] - 1) // 2, (self._cols[k] - 1) // 2  # (H - P) // 2, (W - P) // 2
         return {"k": k, "top": top, "left": left, "t": transforms(n, self.augment, gen)}
 
-    def locate(self, i: int) -> tuple[int, int, int, int]:
-        """(image index, top, left, dihedral t) of item i in the current epoch."""
-        plan = self.plan()
-        return tuple(int(plan[key][i]) for key in ("k", "top", "left", "t"))
-
     def cut(self, items: torch.Tensor) -> torch.Tensor:
         plan = self.plan()
         k, top, left, t = (plan[key][items] for key in ("k", "top", "left", "t"))

@@ -211,8 +211,3 @@ def build_discriminator(cfg: TrialConfig) -> nn.Module:
         return fourier if cfg.model.d_domain == "fourier" else DualDiscriminator(build_discriminator(plain), fourier)
     m = cfg.model
     return Discriminator(cfg.data.patch_size, m.d_channels, m.d_dense, norm=m.d_norm)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (trainable or not) in `module`."""
-    return sum(p.numel() for p in module.parameters())

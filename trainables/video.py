@@ -104,12 +104,6 @@ class TrainWindows(EpochDataset):
         backwards = transforms(n, self.augment, gen, choices=2)
         return {"k": k, "centre": MARGIN + step, "top": top, "left": left, "t": t, "backwards": backwards}
 
-    def locate(self, i: int) -> tuple[int, int, int, int, int, bool]:
-        """(clip, centre frame t, top, left, dihedral transform, reversed) of item i this epoch."""
-        plan = self.plan()
-        k, centre, top, left, t, backwards = (int(plan[key][i]) for key in PLAN_KEYS)
-        return k, centre, top, left, t, bool(backwards)
-
     def cut(self, items: Tensor) -> Tensor:
         plan = self.plan()
         k, centre, top, left, t, backwards = (plan[key][items] for key in PLAN_KEYS)

@@ -12,8 +12,11 @@ from trainables.models import (
     Generator,
     build_discriminator,
     build_generator,
-    count_parameters,
 )
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("upsampler", sorted(UPSAMPLERS))

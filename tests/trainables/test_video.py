@@ -18,10 +18,16 @@ from trainables.validation import Validator
 from trainables.clips import frame_paths, list_clips, load_clips
 from trainables.sources import natural_key
 from trainables.synthetic_video import photo_clip, render_clip
-from trainables.video import MARGIN, TrainWindows, centre_frame, val_windows
+from trainables.video import MARGIN, PLAN_KEYS, TrainWindows, centre_frame, val_windows
 from PIL import Image
 
 SIDE = 24  # frame side of the test clips
+
+
+def locate(ds: TrainWindows, i: int) -> tuple[int, ...]:
+    """(clip, centre frame, top, left, dihedral transform, reversed) of item i in the current epoch plan."""
+    plan = ds.plan()
+    return tuple(int(plan[key][i]) for key in PLAN_KEYS)
 
 
 def frame_image(clip: int, t: int) -> np.ndarray:
@@ -105,7 +111,7 @@ def test_the_centre_frame_is_the_target(tmp_path):
     dataset = TrainWindows([clip], frames=5, patch_size=16, augment=False, length=64, seed=0)
     seen = 0
     for i in range(64):
-        k, t, top, left, _, _ = dataset.locate(i)
+        k, t, top, left, _, _ = locate(dataset, i)
         item = dataset[i]  # (15, P, P): frames t-2..t+2
         for j, f in enumerate(range(t - 2, t + 3)):
             expected = torch.from_numpy(clip[f, top:top + 16, left:left + 16].transpose(2, 0, 1).copy())
@@ -128,7 +134,7 @@ def test_window_shapes_and_the_same_centre_crops_for_every_window(frames):
         item = ds[i]
         assert item.shape == (3 * frames, 16, 16) and item.dtype == torch.uint8
         assert torch.equal(centre_frame(item[None])[0], ref[i])  # same centre crop (and transform) as window 1
-        assert MARGIN <= ds.locate(i)[1] < 9 - MARGIN
+        assert MARGIN <= locate(ds, i)[1] < 9 - MARGIN
     windows, pairs = val_windows(clips, frames, 16, per_clip=2, steps=3)
     assert windows.shape == (2 * 2 * 3, 3 * frames, 16, 16)
     # step-major: items 0..3 are the 4 crops at step 0; each crop pairs step s with s + 1
@@ -141,7 +147,7 @@ def test_windows_played_backwards_reverse_frame_order():
     ds = TrainWindows([clip], frames=3, patch_size=SIDE, augment=True, length=64, seed=0)
     directions = set()
     for i in range(64):
-        _, t, _, _, tf, backwards = ds.locate(i)
+        _, t, _, _, tf, backwards = locate(ds, i)
         if tf != 0:
             continue
         order = [int(v) for v in ds[i][[1, 4, 7], 0, 0]]  # the t channel of each frame's top-left pixel
