@@ -2,8 +2,8 @@
 
 Each Tune trial is a function that fits a TorchTrainer (study/runner.py). `ForwardReports`, a
 Train callback on the Train controller, passes every report (and its persisted checkpoint)
-through a small `Relay` actor; `fit_forwarding` runs the fit in a thread and reports each one to Tune from
-the trial's own thread, acknowledging it, and returns after the last one.
+through a small `Relay` actor; `fit_forwarding` runs the fit in a thread and reports each one to
+Tune from the trial's own thread, acknowledging it, and returns after the last one.
 
 Not Ray's TuneReportCallback: it hands results to the function trainable's main thread while
 the trial's thread may already have returned, and when both reach Tune's one-slot result queue

@@ -34,6 +34,7 @@ from typing import Any
 from ray import tune
 from ray.train import Checkpoint
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+
 from study.forwarding import Relay, fit_forwarding
 from study.space import Param
 from study.spec import TIME_ATTR, StudySpec
